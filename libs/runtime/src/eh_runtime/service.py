@@ -1,0 +1,182 @@
+"""What every service is made of: settings, a NATS connection, a stop signal, health and errors.
+
+A service builds one `Service`, registers what must happen on (re)connection and what makes it
+ready, and gets a FastAPI app with `/healthz`, `/readyz`, `/metrics`, request logging and one
+error format for everything a client can get wrong.
+"""
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
+
+import structlog
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from eh_contracts.envelope import field_path
+from eh_runtime.connection import ConnectHook, NatsConnection
+from eh_runtime.metrics import metrics_response
+from eh_runtime.request_context import RequestContextMiddleware
+from eh_runtime.settings import ServiceSettings
+from eh_runtime.stream import EVENTS_STREAM, events_stream_exists
+
+log = structlog.get_logger(__name__)
+
+ReadinessCheck = Callable[[], Awaitable[str | None]]
+"""Returns None when fine, else a short reason why the service is not ready."""
+
+ServiceLifespan = Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]
+
+_READINESS_TIMEOUT_SECONDS = 2.0
+
+
+class Service:
+    """The parts every service has; one instance per process (or per app in tests)."""
+
+    def __init__(self, name: str, settings: ServiceSettings) -> None:
+        self.name = name
+        self.settings = settings
+        self.nats = NatsConnection(settings.nats, name)
+        self.stopping = asyncio.Event()
+        self._checks: dict[str, ReadinessCheck] = {
+            "nats": self._nats_connected,
+            "startup": self._startup_done,
+            "stream": self._stream_exists,
+        }
+
+    def on_connect(self, hook: ConnectHook) -> None:
+        """Run `hook` after every (re)connection to NATS, retried until it succeeds."""
+        self.nats.add_hook(hook)
+
+    def add_readiness_check(self, name: str, check: ReadinessCheck) -> None:
+        self._checks[name] = check
+
+    def request_stop(self) -> None:
+        """Tell long-lived work (event streams) to finish: the process is shutting down."""
+        if not self.stopping.is_set():
+            log.info("shutdown requested")
+            self.stopping.set()
+
+    async def readiness(self) -> tuple[bool, dict[str, str]]:
+        results: dict[str, str] = {}
+        ready = True
+        for name, check in self._checks.items():
+            try:
+                problem = await asyncio.wait_for(check(), _READINESS_TIMEOUT_SECONDS)
+            except TimeoutError:
+                problem = "check timed out"
+            results[name] = problem or "ok"
+            ready = ready and problem is None
+        return ready, results
+
+    async def _nats_connected(self) -> str | None:
+        return None if self.nats.is_connected else f"not connected to {self.settings.nats.url}"
+
+    async def _startup_done(self) -> str | None:
+        if self.nats.hooks_done:
+            return None
+        return self.nats.last_error or "waiting for NATS"
+
+    async def _stream_exists(self) -> str | None:
+        if not self.nats.is_connected:
+            return "unknown while disconnected"
+        if await events_stream_exists(self.nats.jetstream()):
+            return None
+        return f"stream {EVENTS_STREAM} does not exist"
+
+    def create_app(
+        self,
+        *,
+        title: str,
+        description: str = "",
+        routers: Sequence[APIRouter] = (),
+        lifespan: ServiceLifespan | None = None,
+    ) -> FastAPI:
+        """A FastAPI app with this service's lifecycle, health endpoints and error handlers.
+
+        `lifespan`, when given, runs inside the NATS connection's lifetime: it starts after the
+        connection attempt began and ends before the connection is drained.
+        """
+
+        @contextlib.asynccontextmanager
+        async def service_lifespan(app: FastAPI) -> AsyncIterator[None]:
+            log.info("starting", nats_url=self.settings.nats.url, port=self.settings.port)
+            self.nats.start()
+            try:
+                if lifespan is None:
+                    yield
+                else:
+                    async with lifespan(app):
+                        yield
+            finally:
+                self.request_stop()
+                await self.nats.close(timeout=self.settings.shutdown_timeout.total_seconds())
+                log.info("stopped")
+
+        app = FastAPI(title=title, description=description, lifespan=service_lifespan)
+        app.state.service = self
+        app.add_middleware(RequestContextMiddleware)
+        app.add_exception_handler(RequestValidationError, _validation_error)
+        app.add_exception_handler(HTTPException, _http_error)
+        app.add_exception_handler(Exception, _unexpected_error)
+        app.include_router(self._health_router())
+        for router in routers:
+            app.include_router(router)
+        return app
+
+    def _health_router(self) -> APIRouter:
+        router = APIRouter(tags=["operations"])
+
+        @router.get("/healthz", summary="The process is up")
+        async def healthz() -> dict[str, str]:
+            return {"status": "ok", "service": self.name}
+
+        @router.get(
+            "/readyz",
+            summary="Connected to NATS and the EVENTS stream exists",
+            responses={503: {"description": "Not ready; `checks` says why"}},
+        )
+        async def readyz() -> JSONResponse:
+            ready, checks = await self.readiness()
+            return JSONResponse(
+                {"status": "ready" if ready else "not ready", "service": self.name, "checks": checks},
+                status_code=200 if ready else 503,
+            )
+
+        @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
+        async def metrics() -> Any:
+            return metrics_response()
+
+        return router
+
+
+def error_detail(loc: Sequence[str | int], message: str, kind: str) -> dict[str, Any]:
+    """One entry of a 4xx `detail` list: where (`loc`, and `field` as text), what, and a type code."""
+    return {"loc": list(loc), "field": field_path(loc), "msg": message, "type": kind}
+
+
+async def _validation_error(_request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)
+    details = []
+    for item in error.errors():
+        # FastAPI's loc starts with where the value came from ("query", "header", "body");
+        # the parameter's own name is what a client needs to see.
+        loc = tuple(item["loc"])
+        where, path = (loc[0], loc[1:]) if loc and loc[0] in ("query", "header", "path") else (None, loc)
+        entry = error_detail(path, str(item["msg"]).removeprefix("Value error, "), str(item["type"]))
+        entry["in"] = where
+        details.append(entry)
+    return JSONResponse({"detail": details}, status_code=422)
+
+
+async def _http_error(_request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, HTTPException)
+    return JSONResponse({"detail": error.detail}, status_code=error.status_code, headers=error.headers)
+
+
+async def _unexpected_error(request: Request, error: Exception) -> JSONResponse:
+    log.exception("unhandled error", path=request.url.path)
+    return JSONResponse({"detail": "internal error; the request id is in the logs"}, status_code=500)

@@ -1,0 +1,144 @@
+"""Settings shared by every service, read from environment variables and validated at start.
+
+Each class maps to one group of variables (`NATS_*`, `EVENTS_*`, `LOG_*`); services compose them
+with their own prefixed class. A bad value stops the service at start with the variable's name.
+"""
+
+import re
+from datetime import timedelta
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import BeforeValidator, ByteSize, Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+def parse_duration(value: Any) -> Any:
+    """Accept `90`, `90s`, `250ms`, `15m`, `24h`, `30d` (and anything pydantic takes for timedelta)."""
+    if isinstance(value, str):
+        match = _DURATION_RE.fullmatch(value)
+        if match:
+            return timedelta(seconds=float(match[1]) * _DURATION_UNITS[match[2]])
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+"""A length of time: seconds as a number, or with a unit (`ms`, `s`, `m`, `h`, `d`)."""
+
+
+class NatsSettings(BaseSettings):
+    """How to reach NATS. `NATS_URL` is the variable the NATS tools already use."""
+
+    model_config = SettingsConfigDict(env_prefix="NATS_", extra="ignore")
+
+    url: str = Field(
+        default="nats://127.0.0.1:4222",
+        description="Server URL(s), comma-separated for a cluster; credentials may be embedded.",
+    )
+    creds: str | None = Field(default=None, description="Path to a credentials file (NATS_CREDS).")
+    connect_timeout: Duration = Field(default=timedelta(seconds=2))
+    reconnect_wait: Duration = Field(default=timedelta(seconds=1))
+    request_timeout: Duration = Field(
+        default=timedelta(seconds=5), description="How long to wait for a JetStream API reply or ack."
+    )
+
+    @property
+    def servers(self) -> list[str]:
+        return [url.strip() for url in self.url.split(",") if url.strip()]
+
+
+class StreamSettings(BaseSettings):
+    """The `EVENTS` stream: how much history it keeps and how safely.
+
+    `replicas` is 1 on a single server and 3 on a cluster; with 3, an acknowledged event is on a
+    majority of servers. How often a server syncs to disk is the server's own setting
+    (`sync_interval`), not the stream's; see the README.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="EVENTS_", extra="ignore")
+
+    max_age: Duration = Field(default=timedelta(days=30), description="Oldest event kept (0: no limit).")
+    max_bytes: ByteSize = Field(
+        default=ByteSize(10 * 2**30), description="Size cap, e.g. 10GiB (-1: no limit)."
+    )
+    duplicate_window: Duration = Field(
+        default=timedelta(minutes=2), description="How long an event id is remembered for deduplication."
+    )
+    replicas: int = Field(default=1, ge=1, le=5)
+
+
+class LoggingSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LOG_", extra="ignore")
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["json", "console"] = Field(
+        default="json", description="json for machines (the default), console for a terminal."
+    )
+
+
+class ServiceSettings(BaseSettings):
+    """What every service has: where it listens, how long it may take to stop, and the groups above.
+
+    Subclasses set their own `env_prefix` (`COLLECTOR_`, `SSE_EDGE_`, `ALERT_EVALUATOR_`).
+    """
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    host: str = "0.0.0.0"
+    port: int = Field(default=8000, ge=0, le=65535)
+    shutdown_timeout: Duration = Field(
+        default=timedelta(seconds=10), description="Grace period for open requests on SIGTERM."
+    )
+    nats: NatsSettings = Field(default_factory=NatsSettings)
+    stream: StreamSettings = Field(default_factory=StreamSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+
+
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+
+
+class SettingsError(SystemExit):
+    """Invalid configuration: exits the process with the variables named, not a traceback."""
+
+
+def load_settings(cls: type[SettingsT]) -> SettingsT:
+    """Read `cls` from the environment, or exit with one line per bad variable.
+
+    Raises:
+        SettingsError: a SystemExit whose message names each variable and what is wrong.
+    """
+    problems: list[str] = []
+    for group in _GROUPS:
+        problems += _problems(group, lambda g=group: g())
+    # With the groups checked on their own, the service's own variables are checked with the
+    # groups stubbed out, so every bad variable is reported at once, not the first one only.
+    stubs: dict[str, Any] = {name: group.model_construct() for name, group in _group_fields(cls).items()}
+    problems += _problems(cls, lambda: cls.model_validate(stubs))
+    if problems:
+        raise SettingsError("\n".join([f"invalid configuration ({len(problems)} problem(s)):", *problems]))
+    return cls()
+
+
+_GROUPS: tuple[type[BaseSettings], ...] = (NatsSettings, StreamSettings, LoggingSettings)
+
+
+def _group_fields(cls: type[BaseSettings]) -> dict[str, type[BaseSettings]]:
+    return {
+        name: field.annotation
+        for name, field in cls.model_fields.items()
+        if isinstance(field.annotation, type) and field.annotation in _GROUPS
+    }
+
+
+def _problems(cls: type[BaseSettings], build: Any) -> list[str]:
+    try:
+        build()
+    except ValidationError as error:
+        prefix = str(cls.model_config.get("env_prefix", ""))
+        return [
+            f"  {prefix}{'_'.join(str(p) for p in item['loc']).upper()}={item.get('input')!r}: {item['msg']}"
+            for item in error.errors(include_url=False)
+        ]
+    return []

@@ -1,0 +1,14 @@
+"""`python -m alert_evaluator`: serve on ALERT_EVALUATOR_HOST:ALERT_EVALUATOR_PORT (default 0.0.0.0:8002)."""
+
+from alert_evaluator.app import create_app
+from alert_evaluator.settings import EvaluatorSettings
+from eh_runtime.serve import run
+from eh_runtime.settings import load_settings
+
+
+def main() -> None:
+    run(create_app(load_settings(EvaluatorSettings)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""The SSE edge: one live feed from JetStream, fanned out to every connected dashboard."""
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import structlog
+from fastapi import FastAPI
+
+from eh_runtime.connection import NatsConnection
+from eh_runtime.service import Service
+from sse_edge.fanout import FanoutIndex
+from sse_edge.live_feed import LiveFeed
+from sse_edge.routes import router
+from sse_edge.settings import EdgeSettings
+
+SERVICE_NAME = "sse-edge"
+
+log = structlog.get_logger(__name__)
+
+
+def create_app(settings: EdgeSettings | None = None) -> FastAPI:
+    settings = settings or EdgeSettings()
+    service = Service(SERVICE_NAME, settings)
+    index = FanoutIndex()
+    feed = LiveFeed(index)
+
+    async def start_feed(connection: NatsConnection) -> None:
+        await feed.start(connection)
+
+    async def feed_running() -> str | None:
+        return None if feed.running else "live feed not subscribed"
+
+    service.on_connect(start_feed)
+    service.add_readiness_check("live_feed", feed_running)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        closer = asyncio.create_task(_close_clients_on_stop(service, index))
+        try:
+            yield
+        finally:
+            closer.cancel()
+
+    app = service.create_app(
+        title="Event Handler SSE edge",
+        description="Live build-farm events over Server-Sent Events, filtered by type and resource.",
+        routers=[router],
+        lifespan=lifespan,
+    )
+    app.state.fanout = index
+    app.state.live_feed = feed
+    return app
+
+
+async def _close_clients_on_stop(service: Service, index: FanoutIndex) -> None:
+    await service.stopping.wait()
+    clients = list(index)
+    log.info("closing event streams for shutdown", clients=len(clients))
+    for client in clients:
+        client.close("shutdown")

@@ -1,0 +1,52 @@
+"""The `type` and `resource_id` query parameters: several values each, repeated or comma-separated."""
+
+from collections.abc import Iterable
+from typing import Any
+
+from fastapi import HTTPException
+
+from eh_contracts.event_types import EventType
+from eh_contracts.subjects import InvalidResourceId, SubjectFilter, validate_resource_id
+from eh_runtime.service import error_detail
+
+_TYPE_LIST = ", ".join(t.value for t in EventType)
+
+
+def split_values(raw: Iterable[str]) -> list[str]:
+    """`["a,b", "c"]` → `["a", "b", "c"]`, in order, without blanks and repeats."""
+    values: list[str] = []
+    for item in raw:
+        for value in item.split(","):
+            value = value.strip()
+            if value and value not in values:
+                values.append(value)
+    return values
+
+
+def subject_filter_from_query(
+    types: Iterable[str], resource_ids: Iterable[str], max_values: int
+) -> SubjectFilter:
+    """Validate both parameters; 422 naming the parameter and the bad value, before any stream opens."""
+    errors: list[dict[str, Any]] = []
+    type_values = split_values(types)
+    resource_values = split_values(resource_ids)
+    for name, values in (("type", type_values), ("resource_id", resource_values)):
+        if len(values) > max_values:
+            errors.append(_query_error(name, f"{len(values)} values given, at most {max_values}", "too_long"))
+    for value in type_values:
+        if value not in EventType.__members__.values():
+            errors.append(
+                _query_error("type", f"unknown event type {value!r}; expected one of: {_TYPE_LIST}", "enum")
+            )
+    for value in resource_values:
+        try:
+            validate_resource_id(value)
+        except InvalidResourceId as error:
+            errors.append(_query_error("resource_id", str(error), "resource_id"))
+    if errors:
+        raise HTTPException(422, detail=errors)
+    return SubjectFilter.of(type_values, resource_values)
+
+
+def _query_error(parameter: str, message: str, kind: str) -> dict[str, Any]:
+    return error_detail([parameter], message, kind) | {"in": "query"}

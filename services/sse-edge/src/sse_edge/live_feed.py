@@ -1,0 +1,66 @@
+"""One live JetStream feed per edge process: new events of the whole stream, fanned out in memory.
+
+An ordered push consumer (flow-controlled, heartbeats, recreated by nats-py from the last seen
+sequence after a server restart) delivers every new event once to this process; its stream
+sequence becomes the SSE `id:`. Browsers never get a NATS consumer of their own.
+"""
+
+from typing import Final
+
+import structlog
+from nats.aio.msg import Msg
+from nats.js.api import DeliverPolicy
+from prometheus_client import Counter, Gauge
+
+from eh_contracts.subjects import ALL_EVENTS_SUBJECT
+from eh_runtime.connection import NatsConnection
+from eh_runtime.stream import EVENTS_STREAM
+from sse_edge.fanout import FanoutIndex
+from sse_edge.sse import event_frame
+
+log = structlog.get_logger(__name__)
+
+FEED_EVENTS = Counter("eventhandler_edge_feed_events", "Events received by this edge's live feed.")
+FEED_LAST_SEQ = Gauge(
+    "eventhandler_edge_feed_last_sequence", "Stream sequence of the last event received live."
+)
+
+_SUBJECT_PREFIX: Final = "events."
+
+
+class LiveFeed:
+    def __init__(self, index: FanoutIndex) -> None:
+        self._index = index
+        self._subscribed = False
+        self.last_seq = 0
+
+    @property
+    def running(self) -> bool:
+        return self._subscribed
+
+    async def start(self, connection: NatsConnection) -> None:
+        """Subscribe once; later reconnections keep the same subscription (nats-py restores it)."""
+        if self._subscribed:
+            return
+        js = connection.jetstream()
+        await js.subscribe(
+            ALL_EVENTS_SUBJECT,
+            stream=EVENTS_STREAM,
+            cb=self._on_message,
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.NEW,
+            idle_heartbeat=2.0,
+        )
+        self._subscribed = True
+        log.info("live feed subscribed", subject=ALL_EVENTS_SUBJECT, stream=EVENTS_STREAM)
+
+    async def _on_message(self, msg: Msg) -> None:
+        seq = msg.metadata.sequence.stream
+        subject = msg.subject
+        if not subject.startswith(_SUBJECT_PREFIX):
+            return
+        event_type, _, resource_id = subject[len(_SUBJECT_PREFIX) :].partition(".")
+        self.last_seq = seq
+        FEED_EVENTS.inc()
+        FEED_LAST_SEQ.set(seq)
+        self._index.publish(event_type, resource_id, event_frame(seq, event_type, msg.data))

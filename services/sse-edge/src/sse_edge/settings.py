@@ -1,0 +1,36 @@
+from datetime import timedelta
+
+from pydantic import ByteSize, Field
+from pydantic_settings import SettingsConfigDict
+
+from eh_runtime.settings import Duration, ServiceSettings
+
+
+class EdgeSettings(ServiceSettings):
+    """`SSE_EDGE_*` variables, plus the shared `NATS_*`, `EVENTS_*` and `LOG_*` groups."""
+
+    model_config = SettingsConfigDict(env_prefix="SSE_EDGE_", extra="ignore")
+
+    port: int = Field(default=8000, ge=0, le=65535)
+    heartbeat_interval: Duration = Field(
+        default=timedelta(seconds=15),
+        description="Idle time after which a comment line keeps the stream open.",
+    )
+    retry: Duration = Field(
+        default=timedelta(seconds=3), description="Reconnection delay suggested to clients (SSE `retry:`)."
+    )
+    client_buffer_bytes: ByteSize = Field(
+        default=ByteSize(2**20),
+        description="Most bytes of events queued for one client before it is cut off.",
+    )
+    max_filter_values: int = Field(
+        default=500, ge=1, description="Most values one filter parameter (type, resource_id) may list."
+    )
+    send_timeout: Duration = Field(
+        default=timedelta(seconds=10),
+        description="A client that takes no write for this long is stalled.",
+    )
+    shutdown_spread: Duration = Field(
+        default=timedelta(seconds=10),
+        description="On shutdown, clients reconnect after a random delay up to this, to spread the load.",
+    )
