@@ -8,9 +8,11 @@ Tests that stop or restart the server ask for `nats_server` and are skipped with
 
 import asyncio
 import contextlib
+import json
 import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import nats
@@ -18,12 +20,15 @@ import pytest
 from fastapi import FastAPI
 from nats.aio.client import Client
 from nats.js import JetStreamContext
+from nats.js.api import StreamInfo
 from nats.js.errors import NotFoundError
 
+from eh_contracts.envelope import parse_events
 from eh_devtools.nats_server import NatsServer
 from eh_runtime.serve import GracefulServer, server_for
 from eh_runtime.service import Service
-from eh_runtime.stream import EVENTS_STREAM
+from eh_runtime.settings import StreamSettings
+from eh_runtime.stream import EVENTS_STREAM, ensure_events_stream
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -75,6 +80,22 @@ async def nc(nats_url: str) -> AsyncIterator[Client]:
 @pytest.fixture
 def js(nc: Client) -> JetStreamContext:
     return nc.jetstream()
+
+
+@pytest.fixture
+async def events_stream(js: JetStreamContext) -> StreamInfo:
+    """The EVENTS stream, provisioned with default settings (as the collector would)."""
+    return await ensure_events_stream(js, StreamSettings())
+
+
+async def store_event(js: JetStreamContext, event: dict[str, Any]) -> int:
+    """Store one event exactly as the collector does (validated, on its subject, Nats-Msg-Id);
+    returns its stream sequence."""
+    (envelope,) = parse_events(json.dumps(event).encode())
+    ack = await js.publish(
+        envelope.subject, envelope.to_json(), stream=EVENTS_STREAM, headers={"Nats-Msg-Id": envelope.id}
+    )
+    return ack.seq
 
 
 @contextlib.asynccontextmanager

@@ -155,7 +155,7 @@ class Service:
 
 def error_detail(loc: Sequence[str | int], message: str, kind: str) -> dict[str, Any]:
     """One entry of a 4xx `detail` list: where (`loc`, and `field` as text), what, and a type code."""
-    return {"loc": list(loc), "field": field_path(loc), "msg": message, "type": kind}
+    return {"loc": list(loc), "field": field_path(loc) or "body", "msg": message, "type": kind}
 
 
 async def _validation_error(_request: Request, error: Exception) -> JSONResponse:

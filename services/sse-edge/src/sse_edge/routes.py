@@ -31,6 +31,7 @@ SSE_RESPONSE_DOC: dict[int | str, dict[str, Any]] = {
     "/events",
     summary="Subscribe to events (Server-Sent Events)",
     response_class=EventStreamResponse,
+    status_code=200,
     responses=SSE_RESPONSE_DOC,
 )
 async def stream_events(

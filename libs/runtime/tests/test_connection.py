@@ -1,0 +1,98 @@
+import asyncio
+import socket
+
+import pytest
+
+from eh_devtools.nats_server import NatsServer
+from eh_runtime.connection import NatsConnection
+from eh_runtime.settings import NatsSettings
+
+pytestmark = pytest.mark.nats
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def test_connects_in_the_background_once_nats_comes_up(tmp_path):
+    port = free_port()
+    hook_runs = 0
+
+    async def hook(_connection: NatsConnection) -> None:
+        nonlocal hook_runs
+        hook_runs += 1
+
+    connection = NatsConnection(
+        NatsSettings(url=f"nats://127.0.0.1:{port}", reconnect_wait=0.05), "test", on_connect=[hook]
+    )
+    connection.start()
+    await asyncio.sleep(0.3)
+    assert not connection.is_connected
+    assert not connection.hooks_done
+    with NatsServer(tmp_path / "js", port=port):
+        await connection.wait_ready(timeout=5)
+        assert connection.is_connected
+        assert hook_runs == 1
+        await connection.close()
+    assert connection.client.is_closed
+
+
+async def test_hooks_run_again_after_a_reconnect(nats_server):
+    runs = asyncio.Queue[int]()
+    count = 0
+
+    async def hook(_connection: NatsConnection) -> None:
+        nonlocal count
+        count += 1
+        runs.put_nowait(count)
+
+    connection = NatsConnection(
+        NatsSettings(url=nats_server.url, reconnect_wait=0.05), "test", on_connect=[hook]
+    )
+    connection.start()
+    assert await asyncio.wait_for(runs.get(), 5) == 1
+    nats_server.stop()
+    nats_server.start()
+    assert await asyncio.wait_for(runs.get(), 10) == 2
+    await connection.close()
+
+
+async def test_a_failing_hook_is_retried_until_it_succeeds(nats_server):
+    attempts = 0
+
+    async def flaky(_connection: NatsConnection) -> None:
+        nonlocal attempts
+        attempts += 1
+        if attempts < 3:
+            raise RuntimeError("not yet")
+
+    connection = NatsConnection(NatsSettings(url=nats_server.url), "test", on_connect=[flaky])
+    connection.start()
+    await connection.wait_ready(timeout=10)
+    assert attempts == 3
+    assert connection.last_error is None
+    await connection.close()
+
+
+async def test_close_drains_messages_already_received(nats_server, nc):
+    """Messages delivered to a subscription but not yet handled are handled before closing."""
+    handled = []
+    connection = NatsConnection(NatsSettings(url=nats_server.url), "test")
+    connection.start()
+    await connection.wait_ready(timeout=5)
+
+    async def slow_handler(msg):
+        await asyncio.sleep(0.002)
+        handled.append(msg.data)
+
+    await connection.client.subscribe("drain.test", cb=slow_handler)
+    await connection.client.flush()
+    for i in range(200):
+        await nc.publish("drain.test", str(i).encode())
+    await nc.flush()
+    await asyncio.sleep(0.05)  # delivered to the client, most still queued behind the slow handler
+    assert len(handled) < 200
+    await connection.close()
+    assert len(handled) == 200

@@ -1,0 +1,77 @@
+from datetime import timedelta
+
+import pytest
+
+from eh_runtime.settings import (
+    LoggingSettings,
+    NatsSettings,
+    ServiceSettings,
+    SettingsError,
+    StreamSettings,
+    load_settings,
+    parse_duration,
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("90", 90),
+        ("90s", 90),
+        ("250ms", 0.25),
+        ("15m", 900),
+        ("24h", 86400),
+        ("30d", 2592000),
+        ("1.5h", 5400),
+    ],
+)
+def test_durations_take_units(text, seconds):
+    assert parse_duration(text) == timedelta(seconds=seconds)
+
+
+def test_nats_url_is_the_variable_the_nats_tools_use(monkeypatch):
+    monkeypatch.setenv("NATS_URL", "nats://a:4222, nats://b:4222")
+    settings = NatsSettings()
+    assert settings.servers == ["nats://a:4222", "nats://b:4222"]
+
+
+def test_stream_limits_come_from_events_variables(monkeypatch):
+    monkeypatch.setenv("EVENTS_MAX_AGE", "7d")
+    monkeypatch.setenv("EVENTS_MAX_BYTES", "2GiB")
+    monkeypatch.setenv("EVENTS_DUPLICATE_WINDOW", "10m")
+    monkeypatch.setenv("EVENTS_REPLICAS", "3")
+    settings = StreamSettings()
+    assert settings.max_age == timedelta(days=7)
+    assert settings.max_bytes == 2 * 2**30
+    assert settings.duplicate_window == timedelta(minutes=10)
+    assert settings.replicas == 3
+
+
+class ExampleSettings(ServiceSettings):
+    model_config = ServiceSettings.model_config | {"env_prefix": "EXAMPLE_"}
+
+
+def test_every_bad_variable_is_named_at_once(monkeypatch):
+    monkeypatch.setenv("EXAMPLE_PORT", "eighty")
+    monkeypatch.setenv("NATS_CONNECT_TIMEOUT", "soon")
+    monkeypatch.setenv("EVENTS_REPLICAS", "7")
+    monkeypatch.setenv("LOG_LEVEL", "loud")
+    with pytest.raises(SettingsError) as caught:
+        load_settings(ExampleSettings)
+    message = str(caught.value)
+    for variable in (
+        "EXAMPLE_PORT='eighty'",
+        "NATS_CONNECT_TIMEOUT='soon'",
+        "EVENTS_REPLICAS='7'",
+        "LOG_LEVEL='loud'",
+    ):
+        assert variable in message
+    assert "4 problem(s)" in message
+
+
+def test_valid_environment_loads(monkeypatch):
+    monkeypatch.setenv("EXAMPLE_PORT", "9000")
+    monkeypatch.setenv("LOG_FORMAT", "console")
+    settings = load_settings(ExampleSettings)
+    assert settings.port == 9000
+    assert settings.logging == LoggingSettings(format="console")
