@@ -2,10 +2,10 @@
 
 from fastapi import FastAPI
 
-from collector.publisher import EventPublisher
 from collector.routes import router
 from collector.settings import CollectorSettings
 from eh_runtime.connection import NatsConnection
+from eh_runtime.event_publisher import EventPublisher
 from eh_runtime.service import Service
 from eh_runtime.stream import ensure_events_stream
 

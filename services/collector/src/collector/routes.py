@@ -7,9 +7,9 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from collector.publisher import EventPublisher, StoreUnavailable
 from collector.settings import CollectorSettings
 from eh_contracts.envelope import EventParseError, parse_events
+from eh_runtime.event_publisher import EventPublisher, StoreUnavailable
 from eh_runtime.service import error_detail
 
 log = structlog.get_logger(__name__)

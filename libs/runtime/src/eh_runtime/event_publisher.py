@@ -1,5 +1,8 @@
 """Storing validated events in JetStream: pipelined publishes, one awaited batch of acks.
 
+Shared by every service that stores events (the collector for producers' events, the
+alert-evaluator for its alerts), so that all of them deduplicate, time out and count alike.
+
 The event id is sent as `Nats-Msg-Id`, so JetStream itself drops a retry inside the duplicate
 window and says so in the ack. Publishes of a batch are all sent before any ack is awaited
 (nats-py `publish_async`): one round trip for the batch instead of one per event.
@@ -21,12 +24,12 @@ from eh_runtime.stream import EVENTS_STREAM
 log = structlog.get_logger(__name__)
 
 EVENTS_STORED = Counter(
-    "eventhandler_collector_events",
-    "Events handled by the collector, by type and outcome (stored, duplicate, failed).",
+    "eventhandler_events_published",
+    "Events this process published to JetStream, by type and outcome (stored, duplicate, failed).",
     ["type", "outcome"],
 )
 PUBLISH_SECONDS = Histogram(
-    "eventhandler_collector_publish_batch_seconds",
+    "eventhandler_publish_batch_seconds",
     "Time from the first publish of a batch to its last JetStream ack.",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
