@@ -42,6 +42,7 @@ async def test_a_posted_event_arrives_filtered_on_the_sse_stream(nats_url):
         async with edge.stream("GET", "/api/v1/events", params=params) as response:
             messages = read_sse(response)
             assert (await next_event(messages)).event == "stream.ready"
+            assert (await next_event(messages)).event == "stream.caught_up"
             posted = await collector.post("/api/v1/events", json=mixed_events())
             assert posted.status_code == 202
             results = posted.json()["events"]
@@ -105,7 +106,7 @@ async def test_readme_curl_example_shape(nats_url):
         async with edge.stream("GET", "/api/v1/events?type=node_status") as response:
             raw = response.aiter_raw()
             opening = b""
-            while b"stream.ready" not in opening:
+            while b"stream.caught_up" not in opening:
                 opening += await anext(raw)
             posted = await collector.post(
                 "/api/v1/events",

@@ -30,6 +30,8 @@ async def subscribe(
         messages = read_sse(response)
         ready = await asyncio.wait_for(next_event(messages), 5)
         assert ready.event == "stream.ready"
+        caught_up = await asyncio.wait_for(next_event(messages), 5)
+        assert caught_up.event == "stream.caught_up"
         yield messages
 
 

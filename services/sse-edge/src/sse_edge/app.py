@@ -10,9 +10,11 @@ from fastapi import FastAPI
 from eh_runtime.connection import NatsConnection
 from eh_runtime.service import Service
 from sse_edge.fanout import FanoutIndex
+from sse_edge.history_routes import router as history_router
 from sse_edge.live_feed import LiveFeed
 from sse_edge.routes import router
 from sse_edge.settings import EdgeSettings
+from sse_edge.stream_history import StreamHistory
 
 SERVICE_NAME = "sse-edge"
 
@@ -45,10 +47,11 @@ def create_app(settings: EdgeSettings | None = None) -> FastAPI:
     app = service.create_app(
         title="Event Handler SSE edge",
         description="Live build-farm events over Server-Sent Events, filtered by type and resource.",
-        routers=[router],
+        routers=[router, history_router],
         lifespan=lifespan,
     )
     app.state.fanout = index
+    app.state.history = StreamHistory(service.nats.client, service.nats.jetstream())
     app.state.live_feed = feed
     return app
 

@@ -7,6 +7,7 @@ per event, and write everything ready in one `send`.
 
 import asyncio
 import random
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 import structlog
@@ -14,7 +15,7 @@ from prometheus_client import Counter, Gauge
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from sse_edge.fanout import ClientStream, FanoutIndex
+from sse_edge.fanout import ClientClosed, ClientStream, FanoutIndex
 from sse_edge.sse import HEARTBEAT_FRAME, control_frame, retry_frame
 
 log = structlog.get_logger(__name__)
@@ -49,6 +50,7 @@ class EventStreamResponse(Response):
         index: FanoutIndex,
         *,
         opening: bytes,
+        replay: Callable[[ClientStream], Awaitable[None]],
         heartbeat_seconds: float,
         send_timeout_seconds: float,
         shutdown_retry_ms: tuple[int, int],
@@ -56,6 +58,7 @@ class EventStreamResponse(Response):
         self.client = client
         self.index = index
         self.opening = opening
+        self.replay = replay
         self.heartbeat_seconds = heartbeat_seconds
         self.send_timeout_seconds = send_timeout_seconds
         self.shutdown_retry_ms = shutdown_retry_ms
@@ -65,11 +68,11 @@ class EventStreamResponse(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         client = self.client
-        # Registered before the first byte is written: every event stored after `stream.ready`
-        # reaches the client, none falls between subscribing and answering.
-        self.index.add(client)
+        # The route registered the client in the index before it read the stream's end; from
+        # here on the replay fills the history queue and the pump writes what is ready.
         CONNECTIONS.inc()
         watcher = asyncio.create_task(self._watch_disconnect(receive))
+        replay = asyncio.create_task(self._run_replay())
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             await self._write(send, self.opening)
@@ -81,6 +84,7 @@ class EventStreamResponse(Response):
             )
         finally:
             self.index.remove(client)
+            replay.cancel()
             watcher.cancel()
             CONNECTIONS.dec()
             CONNECTIONS_CLOSED.labels(client.close_reason or "error").inc()
@@ -100,7 +104,8 @@ class EventStreamResponse(Response):
         if client.close_reason == "disconnected":
             return
         # Whatever was queued still goes out, in order, before the control event that ends it.
-        await self._write(send, client.take() + self._farewell(client.close_reason))
+        farewell = client.farewell or self._farewell(client.close_reason)
+        await self._write(send, client.take() + farewell)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     def _farewell(self, reason: str) -> bytes:
@@ -126,6 +131,15 @@ class EventStreamResponse(Response):
         except TimeoutError:
             raise SendTimeout from None
         BYTES_WRITTEN.inc(len(chunk))
+
+    async def _run_replay(self) -> None:
+        try:
+            await self.replay(self.client)
+        except ClientClosed:
+            pass
+        except Exception as error:  # NATS trouble mid-replay: the client resumes from its last id
+            log.warning("replay failed, closing the stream", peer=self.client.peer, error=repr(error))
+            self.client.close("replay_failed")
 
     async def _watch_disconnect(self, receive: Receive) -> None:
         while True:

@@ -63,4 +63,4 @@ class LiveFeed:
         self.last_seq = seq
         FEED_EVENTS.inc()
         FEED_LAST_SEQ.set(seq)
-        self._index.publish(event_type, resource_id, event_frame(seq, event_type, msg.data))
+        self._index.publish(event_type, resource_id, seq, event_frame(seq, event_type, msg.data))

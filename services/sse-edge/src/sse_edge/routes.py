@@ -1,15 +1,22 @@
-"""`GET /api/v1/events`: live events as Server-Sent Events, filtered by type and resource id."""
+"""`GET /api/v1/events`: stored and live events as Server-Sent Events, filtered and resumable."""
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+import structlog
+from fastapi import APIRouter, Header, HTTPException, Query, Request
+from nats.errors import Error as NatsError
 
 from eh_runtime.service import Service
 from sse_edge.event_stream import EventStreamResponse
 from sse_edge.fanout import ClientStream, FanoutIndex
 from sse_edge.filters import subject_filter_from_query
+from sse_edge.replay import Replay
 from sse_edge.settings import EdgeSettings
 from sse_edge.sse import control_frame, retry_frame
+from sse_edge.stream_history import StreamHistory
+from sse_edge.stream_query import MAX_REPLAY_LIMIT, parse_last_event_id, stream_query
+
+log = structlog.get_logger(__name__)
 
 router = APIRouter(prefix="/api/v1", tags=["events"])
 
@@ -17,51 +24,94 @@ SSE_RESPONSE_DOC: dict[int | str, dict[str, Any]] = {
     200: {
         "description": (
             "An event stream. Each event: `id:` its JetStream stream sequence, `event:` its type, "
-            "`data:` the stored envelope JSON. Control events: `stream.ready` (first; the effective "
-            "filters), `stream.overflow` and `stream.shutdown` (last, before the server closes). "
-            "Comment lines are heartbeats."
+            "`data:` the stored envelope JSON. Control events (no `id:`): `stream.ready` (first: the "
+            "effective query and the stream's last sequence), `stream.gap` (events after Last-Event-ID "
+            "expired: `first_missing`..`last_missing`), `stream.caught_up` (history done, live from "
+            "here), `stream.end` (a bounded query is complete; the server closes), `stream.overflow` "
+            "and `stream.shutdown` (last, before the server closes). Comment lines are heartbeats."
         ),
         "content": {"text/event-stream": {"schema": {"type": "string"}}},
     },
-    422: {"description": "A filter value is invalid; `detail` names the parameter"},
+    400: {"description": "Last-Event-ID is not a sequence number, or lies beyond the stream's end"},
+    422: {"description": "A query parameter is invalid; `detail` names it"},
+    503: {"description": "The event store is unreachable; retry after Retry-After"},
 }
+
+Filter = Annotated[list[str], Query(description="Repeated or comma-separated. None: all.")]
 
 
 @router.get(
     "/events",
-    summary="Subscribe to events (Server-Sent Events)",
+    summary="Subscribe to events (Server-Sent Events), with history and resume",
     response_class=EventStreamResponse,
     status_code=200,
     responses=SSE_RESPONSE_DOC,
 )
 async def stream_events(
     request: Request,
-    type: Annotated[
-        list[str],
+    type: Filter = [],  # noqa: B006 - FastAPI copies defaults per request
+    resource_id: Filter = [],  # noqa: B006
+    start_time: Annotated[
+        str | None,
+        Query(description="RFC 3339; replay events whose own timestamp is at or after it, then live."),
+    ] = None,
+    end_time: Annotated[
+        str | None,
         Query(
-            description="Event types, repeated or comma-separated (`node_status,node_metrics`). None: all."
+            description="RFC 3339; past: a bounded query that ends with stream.end; future: live until then."
         ),
-    ] = [],  # noqa: B006 - FastAPI copies defaults per request
-    resource_id: Annotated[
-        list[str],
-        Query(description="Resource ids, repeated or comma-separated. None: all."),
-    ] = [],  # noqa: B006
+    ] = None,
+    limit: Annotated[
+        int | None,
+        Query(ge=1, le=MAX_REPLAY_LIMIT, description="Replay only the most recent N events of the range."),
+    ] = None,
+    last_event_id: Annotated[
+        str | None, Query(description="For clients that cannot send the Last-Event-ID header.")
+    ] = None,
+    last_event_id_header: Annotated[
+        str | None, Header(alias="Last-Event-ID", description="Resume strictly after this sequence.")
+    ] = None,
 ) -> EventStreamResponse:
     service: Service = request.app.state.service
-    settings: EdgeSettings = request.app.state.service.settings
+    settings: EdgeSettings = service.settings  # type: ignore[assignment]
     index: FanoutIndex = request.app.state.fanout
-    subject_filter = subject_filter_from_query(type, resource_id, settings.max_filter_values)
+    history: StreamHistory = request.app.state.history
+    query = stream_query(
+        subject_filter_from_query(type, resource_id, settings.max_filter_values),
+        start_time=start_time,
+        end_time=end_time,
+        limit=limit,
+        resume_after=parse_last_event_id(last_event_id_header, last_event_id),
+    )
     peer = request.client.host if request.client else "unknown"
-    client = ClientStream(subject_filter, int(settings.client_buffer_bytes), peer)
+    client = ClientStream(query.filter, int(settings.client_buffer_bytes), peer, query.window)
+    # Registered before the stream's end is read: every later event reaches the live queue.
+    index.add(client)
+    try:
+        bounds = await history.bounds()
+    except (NatsError, TimeoutError) as error:
+        index.remove(client)
+        log.warning("event store unreachable for a new stream", error=repr(error))
+        raise HTTPException(
+            503, "event store unavailable; retry shortly", headers={"Retry-After": "1"}
+        ) from None
+    if query.resume_after is not None and query.resume_after > bounds.last_seq:
+        index.remove(client)
+        raise HTTPException(
+            400,
+            f"Last-Event-ID {query.resume_after} is beyond the stream's last event ({bounds.last_seq}); "
+            "it does not come from this stream",
+        )
     if service.stopping.is_set():
         client.close("shutdown")
     opening = retry_frame(int(settings.retry.total_seconds() * 1000)) + control_frame(
-        "stream.ready", {"filters": subject_filter.describe(), "live": True}
+        "stream.ready", {**query.describe(), "last_seq": bounds.last_seq}
     )
     return EventStreamResponse(
         client,
         index,
         opening=opening,
+        replay=Replay(history, query, bounds, settings.time_skew),
         heartbeat_seconds=settings.heartbeat_interval.total_seconds(),
         send_timeout_seconds=settings.send_timeout.total_seconds(),
         shutdown_retry_ms=(

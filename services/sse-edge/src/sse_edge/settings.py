@@ -34,3 +34,7 @@ class EdgeSettings(ServiceSettings):
         default=timedelta(seconds=10),
         description="On shutdown, clients reconnect after a random delay up to this, to spread the load.",
     )
+    time_skew: Duration = Field(
+        default=timedelta(seconds=30),
+        description="How far an event's own timestamp may lag its store time; widens time-range seeks.",
+    )

@@ -1,0 +1,46 @@
+"""The opaque `cursor` of the history endpoint: where the next page starts, for which query.
+
+Positions are stream sequences, so pages stay stable while events keep arriving: a new event gets
+a higher sequence and never shifts what a cursor points at. The cursor carries a fingerprint of
+the query it was made for; using it with other filters is an error, not a silent wrong page.
+"""
+
+import base64
+import binascii
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Literal
+
+from fastapi import HTTPException
+
+Order = Literal["asc", "desc"]
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryCursor:
+    order: Order
+    seq: int
+    """asc: the next page starts at this sequence; desc: it ends at this sequence."""
+    query: str
+    """Fingerprint of the filters and time range the cursor belongs to."""
+
+    def encode(self) -> str:
+        raw = json.dumps({"o": self.order, "s": self.seq, "q": self.query}, separators=(",", ":"))
+        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str, *, order: Order, query: str) -> "HistoryCursor":
+        """Raises HTTPException 400 when the cursor is malformed or belongs to another query."""
+        try:
+            raw = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+            cursor = cls(order=raw["o"], seq=int(raw["s"]), query=str(raw["q"]))
+        except (ValueError, KeyError, TypeError, binascii.Error):
+            raise HTTPException(400, "cursor is not one this endpoint issued") from None
+        if cursor.order != order or cursor.query != query:
+            raise HTTPException(400, "cursor belongs to another query: send the same filters and order")
+        return cursor
+
+
+def query_fingerprint(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, default=str, sort_keys=True).encode()).hexdigest()[:16]

@@ -1,0 +1,97 @@
+"""One client's history: the events it asked for from the past, then the hand-over to live.
+
+Runs beside the client's writer. Its plan depends on the query:
+
+- resume (`Last-Event-ID`): everything matching after that id, announcing with `stream.gap`
+  whatever expired in between;
+- `start_time`: from the first sequence stored at start_time minus the skew allowance, keeping
+  exactly the events whose own timestamp is in range;
+- `limit`: the most recent N of the range, located with a few counting probes
+  (`sequence_search`), never by reading everything that matches;
+- only an `end_time`, already past: everything up to it;
+- no history parameter: nothing to read.
+
+Then either `stream.end` (an `end_time` already past) or `stream.caught_up` and live, ended by a
+timer at a future `end_time`. The client was registered in the fan-out before the stream's last
+sequence was read, so every later event is in its live queue; `release` drops those the history
+already covered.
+"""
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from sse_edge.fanout import ClientStream
+from sse_edge.sse import control_frame, event_frame
+from sse_edge.stream_history import StreamBounds, StreamHistory
+from sse_edge.stream_query import StreamQuery
+
+
+class Replay:
+    def __init__(
+        self, history: StreamHistory, query: StreamQuery, bounds: StreamBounds, skew: timedelta
+    ) -> None:
+        self.history = history
+        self.query = query
+        self.bounds = bounds
+        self.skew = skew
+        self.subjects = query.filter.subjects
+
+    async def __call__(self, client: ClientStream) -> None:
+        query = self.query
+        last_read = await self._replay(client)
+        if query.ends_by(datetime.now(UTC)):
+            client.close("end", self._end_frame("end_time is in the past: bounded query", last_read))
+            return
+        client.release(
+            self.bounds.last_seq, control_frame("stream.caught_up", {"last_seq": self.bounds.last_seq})
+        )
+        if query.window.end is not None:
+            delay = (query.window.end - datetime.now(UTC)).total_seconds()
+            await asyncio.sleep(max(0.0, delay))
+            client.close("end", self._end_frame("end_time reached", None))
+
+    async def _replay(self, client: ClientStream) -> int | None:
+        """Push the history frames; returns the sequence of the last event pushed, if any."""
+        query, bounds, history = self.query, self.bounds, self.history
+        low, high = await history.seq_range(query.window, self.skew, bounds)
+        if query.resume_after is not None:
+            low = query.resume_after + 1
+            if low < bounds.first_seq:
+                await client.push_history(
+                    control_frame(
+                        "stream.gap",
+                        {
+                            "first_missing": low,
+                            "last_missing": bounds.first_seq - 1,
+                            "reason": "expired by retention before it could be replayed",
+                        },
+                    )
+                )
+                low = bounds.first_seq
+            return await self._stream(client, low, high)
+        if query.limit is not None:
+            latest = await history.latest(self.subjects, query.window, low, high, query.limit)
+            for event in latest:
+                await client.push_history(event_frame(event.seq, event.event_type, event.data))
+            return latest[-1].seq if latest else None
+        if query.window.start is not None or query.ends_by(datetime.now(UTC)):
+            # A start time, or only an end already past: everything of the range.
+            return await self._stream(client, low, high)
+        return None
+
+    async def _stream(self, client: ClientStream, start: int, end: int) -> int | None:
+        """Every matching event of `start..end` in the time window, straight to the client."""
+        window = self.query.window
+        last: int | None = None
+
+        async def sink(seq: int, subject: str, data: bytes) -> None:
+            nonlocal last
+            if window.contains(data):
+                await client.push_history(event_frame(seq, subject.split(".", 2)[1], data))
+                last = seq
+
+        await self.history.read(self.subjects, start, end, sink)
+        return last
+
+    def _end_frame(self, reason: str, last_seq: int | None) -> bytes:
+        return control_frame("stream.end", {"reason": reason, "last_seq": last_seq})

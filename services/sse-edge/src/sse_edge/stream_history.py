@@ -1,0 +1,237 @@
+"""Questions to JetStream about stored events, answered by the server rather than by scanning.
+
+- where the stream begins and ends (`bounds`),
+- how many events matching a filter are stored at or after a sequence (`count_from`: a consumer
+  created and dropped at once; the server computes its `num_pending` from its subject index),
+- which sequence was stored first at or after a time (`first_seq_stored_at`: a direct get),
+- the matching events between two sequences (`read`: an ordered, flow-controlled consumer with
+  several filter subjects; the callback's pace is the consumer's pace, so a slow client slows its
+  own replay and nothing else).
+"""
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Final, NamedTuple
+
+import structlog
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from prometheus_client import Histogram
+
+from eh_runtime.stream import EVENTS_STREAM
+from sse_edge.sequence_search import locate_last_n
+from sse_edge.time_window import TimeWindow
+
+log = structlog.get_logger(__name__)
+
+PROBE_SECONDS = Histogram(
+    "eventhandler_edge_history_probe_seconds",
+    "Time to ask JetStream how many matching events follow a sequence.",
+    buckets=(0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1),
+)
+
+# A probe consumer is deleted at once; should that message be lost, the server drops it after this.
+_PROBE_INACTIVE_SECONDS: Final = 10.0
+_READ_HEARTBEAT_SECONDS: Final = 2.0
+_NO_MESSAGE_STATUS: Final = "404"
+_STALL_CHECK_SECONDS: Final = 5.0
+
+EventSink = Callable[[int, str, bytes], Awaitable[None]]
+"""Receives (stream sequence, subject, stored bytes) of each event read, in order."""
+
+
+class StopReading(Exception):
+    """Raised by a sink that has what it needs; `read` ends normally."""
+
+
+class StoredEvent(NamedTuple):
+    seq: int
+    subject: str
+    data: bytes
+
+    @property
+    def event_type(self) -> str:
+        return self.subject.split(".", 2)[1]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamBounds:
+    first_seq: int
+    last_seq: int
+
+    @property
+    def empty(self) -> bool:
+        return self.last_seq < self.first_seq
+
+
+class StreamHistory:
+    """Read access to the `EVENTS` stream's history for one edge process."""
+
+    def __init__(self, client: Client, js: JetStreamContext) -> None:
+        self._client = client
+        self._js = js
+
+    async def bounds(self) -> StreamBounds:
+        state = (await self._js.stream_info(EVENTS_STREAM)).state
+        return StreamBounds(first_seq=state.first_seq, last_seq=state.last_seq)
+
+    async def count_from(self, subjects: Sequence[str], seq: int) -> int:
+        """Matching events stored at sequence `seq` or later."""
+        with PROBE_SECONDS.time():
+            info = await self._js.add_consumer(
+                EVENTS_STREAM,
+                ConsumerConfig(
+                    filter_subjects=list(subjects),
+                    deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                    opt_start_seq=max(seq, 1),
+                    ack_policy=AckPolicy.NONE,
+                    mem_storage=True,
+                    num_replicas=1,
+                    inactive_threshold=_PROBE_INACTIVE_SECONDS,
+                ),
+            )
+        # Fire and forget: waiting for the delete's reply would double the cost of a probe.
+        await self._client.publish(f"$JS.API.CONSUMER.DELETE.{EVENTS_STREAM}.{info.name}", b"")
+        return info.num_pending or 0
+
+    async def first_seq_stored_at(self, moment: datetime) -> int | None:
+        """The first sequence stored at or after `moment`, or None when nothing was stored since."""
+        request = json.dumps({"start_time": _rfc3339(moment)}).encode()
+        reply = await self._client.request(f"$JS.API.DIRECT.GET.{EVENTS_STREAM}", request, timeout=5)
+        headers = reply.headers or {}
+        if headers.get("Status") == _NO_MESSAGE_STATUS:
+            return None
+        sequence = headers.get("Nats-Sequence")
+        return int(sequence) if sequence else None
+
+    async def read(self, subjects: Sequence[str], start_seq: int, end_seq: int, sink: EventSink) -> int:
+        """Feed `sink` every matching event with sequence in `start_seq..end_seq`, in order.
+
+        Returns how many events were read. Stops early when the server has nothing more that
+        matches (events may expire while they are being read).
+        """
+        if end_seq < start_seq:
+            return 0
+        done = asyncio.get_running_loop().create_future()
+        delivered = 0
+        next_seq = start_seq
+
+        async def on_message(msg: Msg) -> None:
+            nonlocal delivered, next_seq
+            if done.done():
+                return
+            metadata = msg.metadata
+            seq = metadata.sequence.stream
+            next_seq = seq + 1
+            if seq <= end_seq:
+                try:
+                    await sink(seq, msg.subject, msg.data)
+                except StopReading:
+                    done.set_result(None)
+                    return
+                except Exception as error:  # e.g. the client went away: stop reading
+                    done.set_exception(error)
+                    return
+                delivered += 1
+            if seq >= end_seq or metadata.num_pending == 0:
+                done.set_result(None)
+
+        # Counting from start_seq to the stream's end is exact even while events keep arriving
+        # (a count up to end_seq would race with them). Matches after end_seq stop the read.
+        if await self.count_from(subjects, start_seq) == 0:
+            return 0
+        subscription = await self._js.subscribe(
+            subjects[0],
+            stream=EVENTS_STREAM,
+            cb=on_message,
+            ordered_consumer=True,
+            idle_heartbeat=_READ_HEARTBEAT_SECONDS,
+            config=ConsumerConfig(
+                filter_subjects=list(subjects),
+                deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                opt_start_seq=max(start_seq, 1),
+            ),
+        )
+        try:
+            while True:
+                progress = next_seq
+                finished, _ = await asyncio.wait({done}, timeout=_STALL_CHECK_SECONDS)
+                if finished:
+                    done.result()
+                    break
+                # Nothing for a while: either the client is slow (fine, keep going) or what was
+                # left to read expired meanwhile (then the server has nothing more to send).
+                if next_seq == progress and await self.count_from(subjects, next_seq) == 0:
+                    break
+        finally:
+            await subscription.unsubscribe()
+        return delivered
+
+    async def seq_range(self, window: TimeWindow, skew: timedelta, bounds: StreamBounds) -> tuple[int, int]:
+        """The sequences that can hold events of `window`: stored from start - skew to end + skew.
+
+        Event times may lag store times by up to `skew` (clocks, buffering producers); events
+        outside that allowance may be missed by a time-range query.
+        """
+        low, high = bounds.first_seq, bounds.last_seq
+        if window.start is not None:
+            first = await self.first_seq_stored_at(window.start - skew)
+            low = bounds.last_seq + 1 if first is None else max(low, first)
+        if window.end is not None:
+            after = await self.first_seq_stored_at(window.end + skew)
+            if after is not None:
+                high = min(high, after - 1)
+        return low, high
+
+    async def earliest(
+        self, subjects: Sequence[str], window: TimeWindow, low: int, high: int, n: int
+    ) -> list[StoredEvent]:
+        """The first `n` matching events of `low..high` whose timestamp is in `window`."""
+        found: list[StoredEvent] = []
+
+        async def collect(seq: int, subject: str, data: bytes) -> None:
+            if window.contains(data):
+                found.append(StoredEvent(seq, subject, data))
+                if len(found) >= n:
+                    raise StopReading
+
+        await self.read(subjects, low, high, collect)
+        return found
+
+    async def latest(
+        self, subjects: Sequence[str], window: TimeWindow, low: int, high: int, n: int
+    ) -> list[StoredEvent]:
+        """The last `n` matching events of `low..high` whose timestamp is in `window`, oldest first.
+
+        The start is located by counting probes (`locate_last_n`), not by reading everything that
+        matches. Events outside the time window (stored within the skew allowance) do not count,
+        so the search widens backwards until `n` are found or the range is exhausted.
+        """
+        kept: list[StoredEvent] = []
+        while high >= low and len(kept) < n:
+            beyond = await self.count_from(subjects, high + 1)
+            start = await locate_last_n(
+                lambda seq: self.count_from(subjects, seq), low, high, n - len(kept), beyond=beyond
+            )
+            batch: list[StoredEvent] = []
+            await self.read(subjects, start.seq, high, _collector(batch, window))
+            kept = batch + kept
+            high = start.seq - 1
+        return kept[-n:]
+
+
+def _collector(batch: list[StoredEvent], window: TimeWindow) -> EventSink:
+    async def collect(seq: int, subject: str, data: bytes) -> None:
+        if window.contains(data):
+            batch.append(StoredEvent(seq, subject, data))
+
+    return collect
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")

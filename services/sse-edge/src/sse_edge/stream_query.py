@@ -1,0 +1,95 @@
+"""The history parameters of an event query: time range, limit, and the id to resume after.
+
+Parsed and checked before a stream opens, so that every mistake is a 4xx naming its parameter.
+"""
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from fastapi import HTTPException
+
+from eh_contracts.subjects import SubjectFilter
+from eh_runtime.service import error_detail
+from sse_edge.time_window import TimeWindow
+
+MAX_REPLAY_LIMIT: Final = 10_000
+_SPACE_FOR_PLUS: Final = re.compile(r" (\d{2}:?\d{2})$")
+
+
+@dataclass(frozen=True, slots=True)
+class StreamQuery:
+    """What one `GET /api/v1/events` asks for, validated."""
+
+    filter: SubjectFilter
+    window: TimeWindow = field(default_factory=TimeWindow)
+    limit: int | None = None
+    resume_after: int | None = None
+
+    def ends_by(self, now: datetime) -> bool:
+        """True for a bounded query: its end time has already passed."""
+        return self.window.end is not None and self.window.end <= now
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "filters": self.filter.describe(),
+            "start_time": _rfc3339(self.window.start)
+            if self.window.start and self.resume_after is None
+            else None,
+            "end_time": _rfc3339(self.window.end) if self.window.end else None,
+            "limit": self.limit if self.resume_after is None else None,
+            "resume_after": self.resume_after,
+        }
+
+
+def parse_time(parameter: str, value: str | None) -> datetime | None:
+    """An RFC 3339 time with an offset (`Z` or `+02:00`), as UTC; None when absent."""
+    if value is None or value == "":
+        return None
+    # An unencoded "+02:00" in a URL arrives as " 02:00"; it can only have meant the offset.
+    text = _SPACE_FOR_PLUS.sub(r"+\1", value.strip())
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise _invalid(parameter, f"{value!r} is not an RFC 3339 time such as 2024-03-20T10:00:00Z") from None
+    if moment.tzinfo is None:
+        raise _invalid(parameter, f"{value!r} has no UTC offset; add Z or +hh:mm")
+    return moment.astimezone(UTC)
+
+
+def parse_last_event_id(header: str | None, query: str | None) -> int | None:
+    """The sequence to resume after. The header wins: a browser's EventSource sends it on every
+    reconnection, while the query parameter stays what the page first asked for."""
+    raw = header if header not in (None, "") else query
+    if raw is None or raw == "":
+        return None
+    if not raw.strip().isdigit():
+        raise HTTPException(400, f"Last-Event-ID {raw!r} is not an event id: ids are stream sequence numbers")
+    return int(raw.strip())
+
+
+def stream_query(
+    subject_filter: SubjectFilter,
+    *,
+    start_time: str | None,
+    end_time: str | None,
+    limit: int | None,
+    resume_after: int | None,
+) -> StreamQuery:
+    start = parse_time("start_time", start_time)
+    end = parse_time("end_time", end_time)
+    if start is not None and end is not None and end < start:
+        raise _invalid("end_time", f"end_time {end_time} is before start_time {start_time}")
+    if resume_after is not None:
+        # On resume the client already has everything up to its id: only end_time still applies.
+        return StreamQuery(subject_filter, TimeWindow(end=end), None, resume_after)
+    return StreamQuery(subject_filter, TimeWindow(start=start, end=end), limit, None)
+
+
+def _invalid(parameter: str, message: str) -> HTTPException:
+    return HTTPException(422, detail=[error_detail([parameter], message, "value_error") | {"in": "query"}])
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
