@@ -3,6 +3,7 @@ from pathlib import Path
 
 from eh_contracts.event_types import EventType
 from eh_contracts.schemas import asyncapi_document, drifted, event_json_schema, generated_files, write
+from eh_contracts.stream_control import CONTROL_EVENTS
 
 COMMITTED = Path(__file__).resolve().parents[3] / "proto-schemas"
 
@@ -44,9 +45,21 @@ def test_asyncapi_names_every_subject_and_resolves_its_references():
     document = asyncapi_document()
     assert document["asyncapi"].startswith("3.")
     addresses = {c["address"] for c in document["channels"].values()}
-    assert addresses == {f"events.{t.value}.{{resource_id}}" for t in EventType}
+    assert addresses == {f"events.{t.value}.{{resource_id}}" for t in EventType} | {"/api/v1/events"}
     text = json.dumps(document)
     for ref in {part.split('"')[0] for part in text.split('"$ref": "')[1:]}:
         node = document
         for key in ref.removeprefix("#/").split("/"):
             node = node[key]
+
+
+def test_asyncapi_documents_every_sse_control_event():
+    document = asyncapi_document()
+    sse = document["channels"]["sse_events"]
+    names = {ref["$ref"].rsplit("/", 1)[1] for ref in sse["messages"].values()}
+    assert names == {t.value for t in EventType} | set(CONTROL_EVENTS)
+    assert document["components"]["schemas"]["StreamGap"]["required"] == [
+        "first_missing",
+        "last_missing",
+        "reason",
+    ]

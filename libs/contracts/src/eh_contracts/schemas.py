@@ -14,6 +14,7 @@ from pydantic.json_schema import models_json_schema
 
 from eh_contracts.envelope import EVENT_MODELS
 from eh_contracts.event_types import EventType
+from eh_contracts.stream_control import CONTROL_EVENTS
 from eh_contracts.subjects import ALL_EVENTS_SUBJECT, SUBJECT_ROOT
 
 SCHEMA_VERSION: Final = "1.0.0"
@@ -45,7 +46,8 @@ def event_json_schema(event_type: EventType) -> dict[str, Any]:
 def asyncapi_document() -> dict[str, Any]:
     """AsyncAPI 3.0 description of the `events.<type>.<resource_id>` subjects."""
     _, definitions = models_json_schema(
-        [(EVENT_MODELS[t], "validation") for t in EventType],
+        [(EVENT_MODELS[t], "validation") for t in EventType]
+        + [(model, "validation") for model in CONTROL_EVENTS.values()],
         ref_template="#/components/schemas/{model}",
     )
     channels: dict[str, Any] = {}
@@ -69,6 +71,7 @@ def asyncapi_document() -> dict[str, Any]:
                 f"{_TYPE_SUMMARIES[event_type]} Subscribe to `{SUBJECT_ROOT}.{name}.*` for all resources."
             ),
             "parameters": {"resource_id": {"$ref": "#/components/parameters/resource_id"}},
+            "servers": [{"$ref": "#/servers/local"}],
             "messages": {name: {"$ref": f"#/components/messages/{name}"}},
         }
         operations[f"receive_{name}"] = {
@@ -77,6 +80,8 @@ def asyncapi_document() -> dict[str, Any]:
             "summary": f"Receive {name} events (core NATS subscription or a JetStream consumer on EVENTS).",
             "messages": [{"$ref": f"#/channels/{name}/messages/{name}"}],
         }
+    channels["sse_events"], operations["receive_sse_events"], sse_messages = _sse_channel()
+    messages.update(sse_messages)
     return {
         "asyncapi": "3.0.0",
         "info": {
@@ -95,7 +100,12 @@ def asyncapi_document() -> dict[str, Any]:
                 "host": "localhost:4222",
                 "protocol": "nats",
                 "description": "The NATS server of `make run`.",
-            }
+            },
+            "sse-edge": {
+                "host": "localhost:8000",
+                "protocol": "http",
+                "description": "The SSE edge of `make run`: Server-Sent Events over HTTP.",
+            },
         },
         "channels": channels,
         "operations": operations,
@@ -118,6 +128,43 @@ def asyncapi_document() -> dict[str, Any]:
             },
         },
     }
+
+
+def _sse_channel() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The SSE stream as a channel: every event type (`id:` = stream sequence) and the controls."""
+    messages: dict[str, Any] = {}
+    for name, model in CONTROL_EVENTS.items():
+        messages[name] = {
+            "name": name,
+            "title": name,
+            "summary": (model.__doc__ or "").strip().splitlines()[0],
+            "contentType": "application/json",
+            "description": "SSE `event:` is the name; `data:` the JSON payload; no `id:`.",
+            "payload": {"$ref": f"#/components/schemas/{model.__name__}"},
+        }
+    refs = [{"$ref": f"#/components/messages/{t.value}"} for t in EventType]
+    refs += [{"$ref": f"#/components/messages/{name}"} for name in CONTROL_EVENTS]
+    channel = {
+        "address": "/api/v1/events",
+        "title": "Event stream (Server-Sent Events)",
+        "description": (
+            "GET with filters (type, resource_id), history (start_time, end_time, limit) and resume "
+            "(Last-Event-ID). Events: `id:` their stream sequence, `event:` their type, `data:` the "
+            "stored envelope. Control events `stream.*` carry the state of the stream."
+        ),
+        "servers": [{"$ref": "#/servers/sse-edge"}],
+        "messages": {
+            name.replace(".", "_"): ref
+            for name, ref in zip([t.value for t in EventType] + list(CONTROL_EVENTS), refs, strict=True)
+        },
+    }
+    operation = {
+        "action": "receive",
+        "channel": {"$ref": "#/channels/sse_events"},
+        "summary": "Receive events and control events from the SSE edge.",
+        "messages": [{"$ref": f"#/channels/sse_events/messages/{key}"} for key in channel["messages"]],
+    }
+    return channel, operation, messages
 
 
 def generated_files() -> dict[str, str]:

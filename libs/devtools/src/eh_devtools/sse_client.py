@@ -10,6 +10,8 @@ from typing import Any
 
 import httpx
 
+from eh_contracts.stream_control import CONTROL_EVENTS
+
 
 @dataclass
 class SseMessage:
@@ -21,6 +23,11 @@ class SseMessage:
 
     def json(self) -> Any:
         return json.loads(self.data)
+
+    def check_control(self) -> None:
+        """Raise unless a `stream.*` message matches its documented schema (eh_contracts)."""
+        if self.event.startswith("stream."):
+            CONTROL_EVENTS[self.event].model_validate_json(self.data)
 
     @property
     def is_comment_only(self) -> bool:
@@ -60,5 +67,7 @@ async def next_event(messages: AsyncIterator[SseMessage], *, skip_comments: bool
     async for message in messages:
         if skip_comments and (message.is_comment_only or (message.retry is not None and not message.data)):
             continue
+        # Tests read streams through here: every control event is checked against its contract.
+        message.check_control()
         return message
     raise EOFError("the stream ended")

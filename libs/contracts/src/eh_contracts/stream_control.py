@@ -1,0 +1,74 @@
+"""The control events of the SSE API: their names and the JSON they carry.
+
+They tell a dashboard what state its stream is in. None has an `id:`, so none moves the
+client's Last-Event-ID. The edge builds them; these models document them (AsyncAPI) and the
+tests check every control event the edge sends against them.
+"""
+
+from typing import Final
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ControlEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StreamFilters(ControlEvent):
+    type: list[str] = Field(description="Event types selected; empty: all.")
+    resource_id: list[str] = Field(description="Resource ids selected; empty: all.")
+
+
+class StreamReady(ControlEvent):
+    """First on every stream: the query as the edge understood it."""
+
+    filters: StreamFilters
+    start_time: str | None = None
+    end_time: str | None = None
+    limit: int | None = None
+    resume_after: int | None = Field(default=None, description="The Last-Event-ID resumed after.")
+    last_seq: int = Field(description="The stream's last sequence when this stream opened.")
+
+
+class StreamGap(ControlEvent):
+    """Events after Last-Event-ID expired before they could be replayed."""
+
+    first_missing: int = Field(description="First stream sequence that can no longer be replayed.")
+    last_missing: int = Field(description="Last stream sequence that can no longer be replayed.")
+    reason: str
+
+
+class StreamCaughtUp(ControlEvent):
+    """History is done: every event after this one is live."""
+
+    last_seq: int
+
+
+class StreamEnd(ControlEvent):
+    """A bounded query is complete; the server closes the stream."""
+
+    reason: str
+    last_seq: int | None = Field(description="Sequence of the last event sent, if any.")
+
+
+class StreamOverflow(ControlEvent):
+    """The client fell too far behind; the server closes: resume with Last-Event-ID."""
+
+    reason: str
+
+
+class StreamShutdown(ControlEvent):
+    """The edge is stopping; reconnect after `retry_ms` (also sent as `retry:`)."""
+
+    reason: str
+    retry_ms: int
+
+
+CONTROL_EVENTS: Final[dict[str, type[ControlEvent]]] = {
+    "stream.ready": StreamReady,
+    "stream.gap": StreamGap,
+    "stream.caught_up": StreamCaughtUp,
+    "stream.end": StreamEnd,
+    "stream.overflow": StreamOverflow,
+    "stream.shutdown": StreamShutdown,
+}
