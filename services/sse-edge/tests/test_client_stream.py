@@ -90,3 +90,10 @@ def test_the_index_offers_each_event_once_to_each_matching_client():
     index.remove(pair)
     assert index.publish("node_status", "n1", 3, frame(3)) == 1
     assert len(index) == 2
+
+
+def test_stream_position_reads_v1_and_v2_reply_subjects():
+    from sse_edge.stream_history import stream_position
+
+    assert stream_position("$JS.ACK.EVENTS.c1.1.42.7.1700000000000000000.3") == (42, 3)
+    assert stream_position("$JS.ACK.dom.acchash.EVENTS.c1.1.42.7.1700000000000000000.0.rnd") == (42, 0)

@@ -89,6 +89,15 @@ class ClientStream:
             self.wake.set()
         return True
 
+    def push_history_nowait(self, frame: bytes) -> bool:
+        """Queue a history frame if there is room; False when the caller must `push_history`."""
+        if self._history_bytes >= self.max_bytes or self.close_reason is not None:
+            return False
+        self._history.append(frame)
+        self._history_bytes += len(frame)
+        self.wake.set()
+        return True
+
     async def push_history(self, frame: bytes) -> None:
         """Queue a history frame, waiting while the writer is a buffer behind.
 

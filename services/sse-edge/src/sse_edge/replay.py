@@ -18,6 +18,7 @@ already covered.
 """
 
 import asyncio
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 
 from sse_edge.fanout import ClientStream
@@ -82,13 +83,21 @@ class Replay:
     async def _stream(self, client: ClientStream, start: int, end: int) -> int | None:
         """Every matching event of `start..end` in the time window, straight to the client."""
         window = self.query.window
+        bounded = window.bounded
+        types: dict[str, str] = {}
         last: int | None = None
 
-        async def sink(seq: int, subject: str, data: bytes) -> None:
+        def sink(seq: int, subject: str, data: bytes) -> Awaitable[None] | None:
             nonlocal last
-            if window.contains(data):
-                await client.push_history(event_frame(seq, subject.split(".", 2)[1], data))
-                last = seq
+            if bounded and not window.contains(data):
+                return None
+            last = seq
+            event_type = types.get(subject)
+            if event_type is None:
+                event_type = types[subject] = subject.split(".", 2)[1]
+            frame = event_frame(seq, event_type, data)
+            # Only a full client buffer makes the read wait; the common case costs no coroutine.
+            return None if client.push_history_nowait(frame) else client.push_history(frame)
 
         await self.history.read(self.subjects, start, end, sink)
         return last

@@ -41,8 +41,10 @@ _READ_HEARTBEAT_SECONDS: Final = 2.0
 _NO_MESSAGE_STATUS: Final = "404"
 _STALL_CHECK_SECONDS: Final = 5.0
 
-EventSink = Callable[[int, str, bytes], Awaitable[None]]
-"""Receives (stream sequence, subject, stored bytes) of each event read, in order."""
+EventSink = Callable[[int, str, bytes], Awaitable[None] | None]
+"""Receives (stream sequence, subject, stored bytes) of each event read, in order. It may return
+an awaitable (to make the read wait, e.g. for a slow client) or None when it is done at once,
+which saves a coroutine per event on the hot path of a replay."""
 
 
 class StopReading(Exception):
@@ -125,12 +127,19 @@ class StreamHistory:
             nonlocal delivered, next_seq
             if done.done():
                 return
-            metadata = msg.metadata
-            seq = metadata.sequence.stream
+            reply = msg.reply
+            # stream_position(), inlined: this runs once per replayed event.
+            if reply.count(".") == 8:
+                _, sseq, _, _, left = reply.rsplit(".", 4)
+            else:
+                _, sseq, _, _, left, _ = reply.rsplit(".", 5)
+            seq, pending = int(sseq), int(left)
             next_seq = seq + 1
             if seq <= end_seq:
                 try:
-                    await sink(seq, msg.subject, msg.data)
+                    pending_work = sink(seq, msg.subject, msg.data)
+                    if pending_work is not None:
+                        await pending_work
                 except StopReading:
                     done.set_result(None)
                     return
@@ -138,7 +147,7 @@ class StreamHistory:
                     done.set_exception(error)
                     return
                 delivered += 1
-            if seq >= end_seq or metadata.num_pending == 0:
+            if seq >= end_seq or pending == 0:
                 done.set_result(None)
 
         # Counting from start_seq to the stream's end is exact even while events keep arriving
@@ -194,7 +203,7 @@ class StreamHistory:
         """The first `n` matching events of `low..high` whose timestamp is in `window`."""
         found: list[StoredEvent] = []
 
-        async def collect(seq: int, subject: str, data: bytes) -> None:
+        def collect(seq: int, subject: str, data: bytes) -> None:
             if window.contains(data):
                 found.append(StoredEvent(seq, subject, data))
                 if len(found) >= n:
@@ -225,8 +234,23 @@ class StreamHistory:
         return kept[-n:]
 
 
+def stream_position(reply: str) -> tuple[int, int]:
+    """(stream sequence, pending count) from a JetStream delivery's reply subject.
+
+    `msg.metadata` parses all nine or twelve tokens into objects, a timestamp among them; on a
+    replay of 100,000 events that is a good share of the edge's time, and only two are needed.
+    V1: `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<dseq>.<ts>.<pending>`; V2 adds a domain
+    and account hash after `ACK` and a random token at the end.
+    """
+    if reply.count(".") == 8:
+        _, sseq, _, _, pending = reply.rsplit(".", 4)
+    else:
+        _, sseq, _, _, pending, _ = reply.rsplit(".", 5)
+    return int(sseq), int(pending)
+
+
 def _collector(batch: list[StoredEvent], window: TimeWindow) -> EventSink:
-    async def collect(seq: int, subject: str, data: bytes) -> None:
+    def collect(seq: int, subject: str, data: bytes) -> None:
         if window.contains(data):
             batch.append(StoredEvent(seq, subject, data))
 
