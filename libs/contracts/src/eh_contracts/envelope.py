@@ -241,6 +241,32 @@ def _field_errors(error: ValidationError, *, tag_at: int | None) -> list[FieldEr
     return result
 
 
+def parse_event(item: bytes, index: int | None = None) -> EventEnvelope:
+    """Validate one event given as JSON; error paths start with `index` when it is given.
+
+    For bodies that hold several events validated one at a time (NDJSON lines, or the items of an
+    array that failed as a whole), so that each item's errors are its own.
+
+    Raises:
+        EventParseError: naming every invalid field; `malformed` when the item is not JSON.
+    """
+    prefix: tuple[int, ...] = () if index is None else (index,)
+    if item.lstrip()[:1] != b"{":
+        try:
+            TypeAdapter(Any).validate_json(item)
+        except ValidationError as error:
+            errors = [
+                FieldError((*prefix, *e.loc), e.message, e.type) for e in _field_errors(error, tag_at=None)
+            ]
+            raise EventParseError(errors, malformed=True) from None
+        raise EventParseError([FieldError(prefix, "expected an event object", "model_type")])
+    try:
+        return _ONE_EVENT.validate_json(item)
+    except ValidationError as error:
+        errors = [FieldError((*prefix, *e.loc), e.message, e.type) for e in _field_errors(error, tag_at=0)]
+        raise EventParseError(errors, malformed=any(e.type == "json_invalid" for e in errors)) from None
+
+
 def parse_events(body: bytes) -> list[EventEnvelope]:
     """Validate a request body holding one event object or a JSON array of them.
 

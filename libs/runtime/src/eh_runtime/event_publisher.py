@@ -24,6 +24,7 @@ from nats.js.api import PubAck
 from prometheus_client import Counter, Histogram
 
 from eh_contracts.envelope import EventEnvelope
+from eh_contracts.subjects import event_subject
 from eh_runtime.atomic_batch import (
     ATOMIC_BATCH_MAX,
     ERR_BATCH_DISABLED,
@@ -98,18 +99,26 @@ class EventPublisher:
         self._atomic_disabled_until = 0.0
 
     @property
+    def is_connected(self) -> bool:
+        return self._connection.is_connected
+
+    @property
     def max_payload(self) -> int:
         """The largest message the connected server accepts, in bytes (headers included)."""
         return self._connection.client.max_payload
 
     def message(self, event: EventEnvelope, payload: bytes) -> OutgoingMessage:
         """The message that stores `event` (serialized as `payload`), with its type's TTL."""
+        return self.outgoing(event.event, event.resource_id, event.id, payload)
+
+    def outgoing(self, event_type: str, resource_id: str, event_id: str, payload: bytes) -> OutgoingMessage:
+        """The message that stores an already serialized event, with its type's TTL."""
         return OutgoingMessage(
-            subject=event.subject,
-            msg_id=event.id,
+            subject=event_subject(event_type, resource_id),
+            msg_id=event_id,
             payload=payload,
-            event_type=event.event,
-            ttl_seconds=self._stream_settings.ttl_seconds(event.event),
+            event_type=event_type,
+            ttl_seconds=self._stream_settings.ttl_seconds(event_type),
         )
 
     async def publish(self, events: list[EventEnvelope], payloads: list[bytes]) -> list[PublishOutcome]:
