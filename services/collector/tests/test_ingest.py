@@ -1,3 +1,4 @@
+import asyncio
 import copy
 import json
 
@@ -191,3 +192,53 @@ async def test_503_with_retry_after_while_nats_is_down(nats_server, collector_se
         assert metrics.status_code == 503
         assert metrics.json()["events"][0]["status"] == "failed"
         nats_server.start()
+        deadline = asyncio.get_running_loop().time() + 15
+        while (await client.get("/readyz")).status_code != 200:
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.1)
+        retried = await client.post("/api/v1/events", json=[event, METRICS | {"id": "m-down"}])
+        assert retried.status_code == 202
+        assert [e["status"] for e in retried.json()["events"]] == ["stored", "stored"]
+
+
+async def test_ndjson_with_a_bad_line_in_the_middle(collector, js):
+    lines = [json.dumps(METRICS | {"id": f"n-{i}"}).encode() for i in range(5)]
+    lines[2] = b'{"event": "node_metrics", "resource_id": "node-1", "data": {'
+    response = await collector.post(
+        "/api/v1/events", content=b"\n".join(lines) + b"\n", headers={"content-type": "application/x-ndjson"}
+    )
+    assert response.status_code == 207
+    body = response.json()
+    assert [e["status"] for e in body["events"]] == ["stored", "stored", "invalid", "stored", "stored"]
+    assert body["detail"][0]["loc"] == [2]
+    assert body["detail"][0]["type"] == "json_invalid"
+    assert [json.loads(m.data)["id"] for m in await stored_messages(js)] == ["n-0", "n-1", "n-3", "n-4"]
+
+
+async def test_ndjson_with_only_bad_lines_is_a_422(collector, js):
+    response = await collector.post(
+        "/api/v1/events", content=b"[1]\n{}\n", headers={"content-type": "application/x-ndjson"}
+    )
+    assert response.status_code == 422
+    assert [e["status"] for e in response.json()["events"]] == ["invalid", "invalid"]
+    assert await stored_messages(js) == []
+
+
+async def test_a_timestamp_far_in_the_future_is_rejected(collector, js):
+    response = await collector.post(
+        "/api/v1/events", json=[METRICS | {"timestamp": "2999-01-01T00:00:00Z"}, METRICS]
+    )
+    assert response.status_code == 207
+    (detail,) = response.json()["detail"]
+    assert (detail["field"], detail["type"]) == ("[0].timestamp", "timestamp_in_future")
+    assert len(await stored_messages(js)) == 1
+
+
+async def test_an_event_larger_than_a_nats_message_is_rejected_alone(collector, js):
+    huge = SEED_EXAMPLES["system_log"] | {"data": SEED_EXAMPLES["system_log"]["data"] | {"message": "x" * 1_100_000}}
+    response = await collector.post("/api/v1/events", json=[huge, METRICS])
+    assert response.status_code == 207
+    (detail,) = response.json()["detail"]
+    assert detail["type"] == "too_large"
+    assert detail["loc"] == [0]
+    assert len(await stored_messages(js)) == 1

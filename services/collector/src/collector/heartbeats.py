@@ -129,11 +129,14 @@ class Heartbeats:
         """The node's heartbeat key expired: turn it offline, unless a heartbeat just came in."""
         assert self._kv is not None
         try:
-            await self._kv.get(kv_token(node_id), validate_keys=False)
+            latest = await self._kv.get(kv_token(node_id), validate_keys=False)
         except KeyNotFoundError:
             pass
         else:
-            return  # a fresh heartbeat arrived after the expiry
+            # An expiry marker reads as an empty value (it has no KV-Operation header); a heartbeat
+            # record is never empty, so a value means a heartbeat came in after the expiry.
+            if latest.value:
+                return
         details = {"last_heartbeat": self._last_seen.pop(node_id)} if self._last_seen.get(node_id) else {}
         # The same id on every replica: whichever stores it, the stream holds it once.
         event = node_status_event(
