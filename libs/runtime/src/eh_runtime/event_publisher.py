@@ -13,6 +13,7 @@ which sequence. Retries are the rare case, so the fast path is the common one.
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -21,10 +22,12 @@ import structlog
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter as MetricCounter
+from prometheus_client import Histogram
 
 from eh_contracts.envelope import EventEnvelope
-from eh_contracts.subjects import event_subject
+from eh_contracts.event_types import EventType
+from eh_contracts.subjects import SUBJECT_ROOT, event_subject
 from eh_runtime.atomic_batch import (
     ATOMIC_BATCH_MAX,
     ERR_BATCH_DISABLED,
@@ -38,7 +41,7 @@ from eh_runtime.stream import EVENTS_STREAM
 
 log = structlog.get_logger(__name__)
 
-EVENTS_STORED = Counter(
+EVENTS_STORED = MetricCounter(
     "eventhandler_events_published",
     "Events this process published to JetStream, by type and outcome (stored, duplicate, failed).",
     ["type", "outcome"],
@@ -48,7 +51,7 @@ PUBLISH_SECONDS = Histogram(
     "Time from the first publish of a batch to its last JetStream ack.",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
-BATCH_FALLBACKS = Counter(
+BATCH_FALLBACKS = MetricCounter(
     "eventhandler_publish_batch_fallbacks",
     "Atomic batches the server refused (usually a retry holding stored ids), republished one by one.",
     ["reason"],
@@ -92,7 +95,8 @@ class PublishOutcome:
 class EventPublisher:
     def __init__(self, connection: NatsConnection, stream_settings: StreamSettings | None = None) -> None:
         self._connection = connection
-        self._stream_settings = stream_settings or StreamSettings()
+        settings = stream_settings or StreamSettings()
+        self._ttl = {t.value: settings.ttl_seconds(t.value) for t in EventType}
         self._js: JetStreamContext | None = None
         self._batches: AtomicBatchSender | None = None
         self._batch_slots = asyncio.Semaphore(_BATCHES_IN_FLIGHT)
@@ -109,7 +113,10 @@ class EventPublisher:
 
     def message(self, event: EventEnvelope, payload: bytes) -> OutgoingMessage:
         """The message that stores `event` (serialized as `payload`), with its type's TTL."""
-        return self.outgoing(event.event, event.resource_id, event.id, payload)
+        # The envelope's type and resource id are validated: the subject is built without checks.
+        return OutgoingMessage(
+            f"{SUBJECT_ROOT}.{event.event}.{event.resource_id}", event.id, payload, event.event, self._ttl[event.event]
+        )
 
     def outgoing(self, event_type: str, resource_id: str, event_id: str, payload: bytes) -> OutgoingMessage:
         """The message that stores an already serialized event, with its type's TTL."""
@@ -118,7 +125,7 @@ class EventPublisher:
             msg_id=event_id,
             payload=payload,
             event_type=event_type,
-            ttl_seconds=self._stream_settings.ttl_seconds(event_type),
+            ttl_seconds=self._ttl[event_type],
         )
 
     async def publish(self, events: list[EventEnvelope], payloads: list[bytes]) -> list[PublishOutcome]:
@@ -145,9 +152,12 @@ class EventPublisher:
             # concurrent requests keep the server busy meanwhile.
             for start in range(0, len(messages), ATOMIC_BATCH_MAX):
                 results += await self._publish_chunk(messages[start : start + ATOMIC_BATCH_MAX])
+        counts: Counter[tuple[str, str]] = Counter()
         for message, result in zip(messages, results, strict=True):
             outcome = "failed" if result.ack is None else "duplicate" if result.ack.duplicate else "stored"
-            EVENTS_STORED.labels(message.event_type, outcome).inc()
+            counts[(message.event_type, outcome)] += 1
+        for (event_type, outcome), count in counts.items():
+            EVENTS_STORED.labels(event_type, outcome).inc(count)
         failed = [r for r in results if not r.stored]
         if failed:
             log.warning("events not stored", failed=len(failed), of=len(results), first_error=failed[0].error)
