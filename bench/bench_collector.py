@@ -13,6 +13,7 @@ Each phase gets a fresh stream. The machine is shared: compare the ratio, not ab
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -28,7 +29,9 @@ import nats
 
 from eh_contracts.examples import SEED_EXAMPLES
 from eh_devtools.nats_server import NatsServer
-from eh_runtime.settings import StreamSettings
+from eh_runtime.connection import NatsConnection
+from eh_runtime.event_publisher import EventPublisher
+from eh_runtime.settings import NatsSettings, StreamSettings
 from eh_runtime.stream import EVENTS_STREAM, ensure_events_stream
 
 BATCH = 1000
@@ -50,10 +53,8 @@ def make_events(count: int) -> list[dict]:
 async def fresh_stream(url: str) -> None:
     client = await nats.connect(url)
     js = client.jetstream()
-    try:
+    with contextlib.suppress(nats.js.errors.NotFoundError):
         await js.delete_stream(EVENTS_STREAM)
-    except nats.js.errors.NotFoundError:
-        pass
     await ensure_events_stream(js, StreamSettings())
     await client.close()
 
@@ -81,6 +82,28 @@ async def bare_publish_async(url: str, events: list[dict]) -> float:
     return len(events) / elapsed
 
 
+async def event_publisher_loop(url: str, events: list[dict]) -> float:
+    """The collector's store path alone (EventPublisher: atomic batches), same bytes, same loop shape."""
+    await fresh_stream(url)
+    connection = NatsConnection(NatsSettings(url=url), "bench")
+    connection.start()
+    await connection.wait_ready(10)
+    publisher = EventPublisher(connection)
+    messages = [
+        publisher.outgoing(
+            e["event"], e["resource_id"], e["id"], json.dumps(e, separators=(",", ":")).encode()
+        )
+        for e in events
+    ]
+    started = time.perf_counter()
+    for start in range(0, len(messages), BATCH):
+        results = await publisher.publish_messages(messages[start : start + BATCH])
+        assert all(r.stored for r in results)
+    elapsed = time.perf_counter() - started
+    await connection.close()
+    return len(events) / elapsed
+
+
 def process_cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -89,12 +112,19 @@ def process_cpu_seconds(pid: int) -> float:
 async def collector_http(url: str, events: list[dict], concurrency: int, port: int) -> tuple[float, float]:
     """Events/s through the collector, and the collector's CPU microseconds per event."""
     await fresh_stream(url)
-    env = os.environ | {"NATS_URL": url, "COLLECTOR_PORT": str(port), "COLLECTOR_HOST": "127.0.0.1", "LOG_LEVEL": "warning"}
-    process = subprocess.Popen([sys.executable, "-m", "collector"], env=env)
+    env = os.environ | {
+        "NATS_URL": url,
+        "COLLECTOR_PORT": str(port),
+        "COLLECTOR_HOST": "127.0.0.1",
+        "LOG_LEVEL": "warning",
+    }
+    process = subprocess.Popen([sys.executable, "-m", "collector"], env=env)  # noqa: ASYNC220
     bodies = [json.dumps(events[i : i + BATCH]).encode() for i in range(0, len(events), BATCH)]
     base = f"http://127.0.0.1:{port}"
     try:
-        async with httpx.AsyncClient(base_url=base, timeout=60, limits=httpx.Limits(max_connections=concurrency)) as client:
+        async with httpx.AsyncClient(
+            base_url=base, timeout=60, limits=httpx.Limits(max_connections=concurrency)
+        ) as client:
             deadline = time.monotonic() + 30
             while True:
                 try:
@@ -114,7 +144,9 @@ async def collector_http(url: str, events: list[dict], concurrency: int, port: i
                 stored = 0
                 while not queue.empty():
                     body = queue.get_nowait()
-                    response = await client.post("/api/v1/events", content=body, headers={"content-type": "application/json"})
+                    response = await client.post(
+                        "/api/v1/events", content=body, headers={"content-type": "application/json"}
+                    )
                     assert response.status_code == 202, response.text[:500]
                     stored += response.json()["stored"]
                 return stored
@@ -148,19 +180,29 @@ async def main() -> None:
     count = 20_000 if args.quick else 100_000
     events = make_events(count)
     with tempfile.TemporaryDirectory() as store, NatsServer(store_dir=Path(store) / "jetstream") as server:
-        bare, http, cpu = [], [], []
+        bare, store, http, cpu = [], [], [], []
         for _ in range(args.rounds):
             bare.append(await bare_publish_async(server.url, events))
+            store.append(await event_publisher_loop(server.url, events))
             rate, us = await collector_http(server.url, events, args.concurrency, free_port())
             http.append(rate)
             cpu.append(us)
-    best_bare, best_http = max(bare), max(http)
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}, shared")
-    print(f"events per phase: {count}, batches of {BATCH}, mix {'/'.join(MIX)}, HTTP concurrency {args.concurrency}")
-    print(f"bare nats-py publish_async loop : {best_bare:>9,.0f} events/s  (rounds: {', '.join(f'{r:,.0f}' for r in bare)})")
-    print(f"collector, HTTP, validated      : {best_http:>9,.0f} events/s  (rounds: {', '.join(f'{r:,.0f}' for r in http)})")
-    print(f"collector CPU per event         : {min(cpu):>9.1f} us")
-    print(f"ratio collector / bare loop     : {best_http / best_bare:>9.2f}x")
+    best_bare, best_store, best_http = max(bare), max(store), max(http)
+
+    def line(label: str, best: float, rounds: list[float]) -> None:
+        print(f"{label:<32}: {best:>9,.0f} events/s  (rounds: {', '.join(f'{r:,.0f}' for r in rounds)})")
+
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}, shared"
+    )
+    print(f"events per phase: {count}, batches of {BATCH}, mix {'/'.join(MIX)}")
+    print(f"HTTP requests in flight: {args.concurrency}")
+    line("bare nats-py publish_async loop", best_bare, bare)
+    line("EventPublisher loop (no HTTP)", best_store, store)
+    line("collector, HTTP, validated", best_http, http)
+    print(f"{'collector CPU per event':<32}: {min(cpu):>9.1f} us")
+    print(f"{'ratio EventPublisher / bare loop':<32}: {best_store / best_bare:>9.2f}x")
+    print(f"{'ratio collector / bare loop':<32}: {best_http / best_bare:>9.2f}x")
 
 
 if __name__ == "__main__":

@@ -46,7 +46,11 @@ async def test_one_round_brings_this_machine_online_with_its_metrics(collector, 
     answer = await Agent(settings, collector).report_once()
     assert answer["transition"]["status"] == "stored"
     status, metrics = await stored(js)
-    assert (status["event"], status["resource_id"], status["data"]["new_state"]) == ("node_status", "this-host", "online")
+    assert (status["event"], status["resource_id"], status["data"]["new_state"]) == (
+        "node_status",
+        "this-host",
+        "online",
+    )
     assert metrics["event"] == "node_metrics"
     assert metrics["data"]["cpu"]["cores"] == psutil.cpu_count()
 
@@ -59,7 +63,7 @@ async def test_python_m_collector_agent_reports_until_sigterm(collector, js):
         "AGENT_INTERVAL": "200ms",
         "LOG_FORMAT": "json",
     }
-    process = subprocess.Popen([sys.executable, "-m", "collector", "agent"], env=env)
+    process = subprocess.Popen([sys.executable, "-m", "collector", "agent"], env=env)  # noqa: ASYNC220
     try:
         deadline = asyncio.get_running_loop().time() + 20
         while sum(e["event"] == "node_metrics" for e in await stored(js)) < 2:
@@ -82,18 +86,32 @@ CONTAINER = {
     "Labels": {"eventhandler.pipeline_id": "pipeline-001"},
 }
 STATS = {
-    "cpu_stats": {"cpu_usage": {"total_usage": 400_000_000}, "system_cpu_usage": 20_000_000_000, "online_cpus": 4},
+    "cpu_stats": {
+        "cpu_usage": {"total_usage": 400_000_000},
+        "system_cpu_usage": 20_000_000_000,
+        "online_cpus": 4,
+    },
     "precpu_stats": {"cpu_usage": {"total_usage": 200_000_000}, "system_cpu_usage": 19_000_000_000},
     "memory_stats": {"usage": 300 * 2**20, "limit": 4096 * 2**20, "stats": {"inactive_file": 44 * 2**20}},
-    "networks": {"eth0": {"rx_bytes": 100, "tx_bytes": 50, "rx_packets": 3, "tx_packets": 2}, "eth1": {"rx_bytes": 1, "tx_bytes": 1}},
-    "blkio_stats": {"io_service_bytes_recursive": [{"op": "read", "value": 4096}, {"op": "write", "value": 8192}]},
+    "networks": {
+        "eth0": {"rx_bytes": 100, "tx_bytes": 50, "rx_packets": 3, "tx_packets": 2},
+        "eth1": {"rx_bytes": 1, "tx_bytes": 1},
+    },
+    "blkio_stats": {
+        "io_service_bytes_recursive": [{"op": "read", "value": 4096}, {"op": "write", "value": 8192}]
+    },
 }
 
 
 def test_docker_containers_become_valid_container_status_events():
     event = container_status_event(CONTAINER, "node-1")
     assert event["resource_id"] == "build-42"
-    assert event["data"] == {"new_state": "exited", "node_id": "node-1", "exit_code": 137, "pipeline_id": "pipeline-001"}
+    assert event["data"] == {
+        "new_state": "exited",
+        "node_id": "node-1",
+        "exit_code": 137,
+        "pipeline_id": "pipeline-001",
+    }
     parse_event(json.dumps(event).encode())
     assert container_id({"Id": "abcdef0123456789", "Names": ["/bad name"]}) == "abcdef012345"
 

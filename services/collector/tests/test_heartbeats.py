@@ -18,7 +18,9 @@ async def stored(js, subject_prefix="events.") -> list[dict]:
     info = await js.stream_info(EVENTS_STREAM)
     if info.state.messages == 0:
         return []
-    messages = [await js.get_msg(EVENTS_STREAM, s) for s in range(info.state.first_seq, info.state.last_seq + 1)]
+    messages = [
+        await js.get_msg(EVENTS_STREAM, s) for s in range(info.state.first_seq, info.state.last_seq + 1)
+    ]
     return [json.loads(m.data) for m in messages if m.subject.startswith(subject_prefix)]
 
 
@@ -86,7 +88,9 @@ async def test_a_silent_node_goes_offline_exactly_once_with_two_collectors(nats_
             ("unknown", "online", "heartbeat_received"),
             ("online", "offline", "heartbeat_timeout"),
         ]
-        assert events[1]["data"]["details"]["last_heartbeat"] == events[0]["data"]["details"]["last_heartbeat"]
+        assert (
+            events[1]["data"]["details"]["last_heartbeat"] == events[0]["data"]["details"]["last_heartbeat"]
+        )
 
         back = await first.post("/api/v1/nodes/node-9/heartbeat")
         assert back.json()["transition"]["status"] == "stored"
@@ -94,7 +98,9 @@ async def test_a_silent_node_goes_offline_exactly_once_with_two_collectors(nats_
         assert (last["data"]["old_state"], last["data"]["new_state"]) == ("offline", "online")
 
 
-async def test_a_collector_started_after_the_timeout_still_turns_the_node_offline(nats_url, js, collector_settings):
+async def test_a_collector_started_after_the_timeout_still_turns_the_node_offline(
+    nats_url, js, collector_settings
+):
     settings = collector_settings(nats_url, heartbeat_timeout=1)
     async with serving(create_app(settings)) as client:
         await client.post("/api/v1/nodes/node-10/heartbeat")

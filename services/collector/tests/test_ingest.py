@@ -95,9 +95,7 @@ async def test_a_retried_post_with_the_same_id_is_stored_once(collector, js):
         ("just a string", "body", "expected an event object or an array of events"),
     ],
 )
-async def test_a_body_without_any_valid_event_gets_422_naming_the_field(
-    collector, js, body, field, message
-):
+async def test_a_body_without_any_valid_event_gets_422_naming_the_field(collector, js, body, field, message):
     response = await collector.post("/api/v1/events", json=body)
     assert response.status_code == 422
     detail = response.json()["detail"]
@@ -117,7 +115,8 @@ async def test_one_bad_event_in_a_thousand_is_reported_and_the_others_are_stored
     bad = body["events"][500]
     assert bad["status"] == "invalid"
     assert bad["errors"][0]["field"] == "[500].data.cpu.usage"
-    assert "id" not in bad and "seq" not in bad
+    assert "id" not in bad
+    assert "seq" not in bad
     assert [e["index"] for e in body["events"]] == list(range(1000))
     stored = await stored_messages(js)
     assert len(stored) == 999
@@ -235,7 +234,9 @@ async def test_a_timestamp_far_in_the_future_is_rejected(collector, js):
 
 
 async def test_an_event_larger_than_a_nats_message_is_rejected_alone(collector, js):
-    huge = SEED_EXAMPLES["system_log"] | {"data": SEED_EXAMPLES["system_log"]["data"] | {"message": "x" * 1_100_000}}
+    huge = SEED_EXAMPLES["system_log"] | {
+        "data": SEED_EXAMPLES["system_log"]["data"] | {"message": "x" * 1_100_000}
+    }
     response = await collector.post("/api/v1/events", json=[huge, METRICS])
     assert response.status_code == 207
     (detail,) = response.json()["detail"]

@@ -61,7 +61,10 @@ def test_malformed_json_rejects_the_body(body):
 
 def test_timestamps_too_far_ahead_are_rejected():
     now = datetime(2024, 3, 20, 10, 0, tzinfo=UTC)
-    events = [METRICS | {"timestamp": t} for t in ("2024-03-20T10:04:00Z", "2024-03-20T10:06:00Z", "2020-01-01T00:00:00Z")]
+    events = [
+        METRICS | {"timestamp": t}
+        for t in ("2024-03-20T10:04:00Z", "2024-03-20T10:06:00Z", "2020-01-01T00:00:00Z")
+    ]
     intake = read_json(json.dumps(events).encode())
     reject_future(intake, now=now, max_skew=timedelta(minutes=5))
     assert sorted(intake.events) == [0, 2]

@@ -35,7 +35,11 @@ async def test_status_events_over_nats_are_transitions_too(collector, nc):
 @pytest.mark.parametrize(
     ("subject", "body", "field"),
     [
-        ("ingest.system_log.log-1", {"data": {"level": "loud", "component": "x", "message": "m"}}, "data.level"),
+        (
+            "ingest.system_log.log-1",
+            {"data": {"level": "loud", "component": "x", "message": "m"}},
+            "data.level",
+        ),
         ("ingest.system_log.log-1", LOG | {"resource_id": "log-2"}, "resource_id"),
         ("ingest.system_log.log-1", LOG | {"event": "node_status"}, "event"),
         ("ingest.reboot.log-1", LOG, "body"),

@@ -1,6 +1,7 @@
 """State transitions: old state filled from the bucket, repeats not stored, concurrency safe."""
 
 import asyncio
+import itertools
 import json
 
 import pytest
@@ -59,7 +60,12 @@ async def test_a_batch_of_transitions_for_one_resource_is_applied_in_order(colle
     statuses = [e["status"] for e in response.json()["events"]]
     assert statuses == ["stored", "stored", "unchanged", "stored", "unchanged", "stored"]
     chain = [(e["data"]["old_state"], e["data"]["new_state"]) for e in await stored(js)]
-    assert chain == [("unknown", "created"), ("created", "running"), ("running", "exited"), ("exited", "removed")]
+    assert chain == [
+        ("unknown", "created"),
+        ("created", "running"),
+        ("running", "exited"),
+        ("exited", "removed"),
+    ]
 
 
 async def test_concurrent_reports_lose_no_transition(collector, js):
@@ -78,7 +84,7 @@ async def test_concurrent_reports_lose_no_transition(collector, js):
     stored_count = sum(r.count("stored") for r in results)
     assert stored_count == len(events)
     assert events[0]["data"]["old_state"] == "unknown"
-    for before, after in zip(events, events[1:], strict=False):
+    for before, after in itertools.pairwise(events):
         assert after["data"]["old_state"] == before["data"]["new_state"]
         assert after["data"]["new_state"] != after["data"]["old_state"]
     current = (await collector.get("/api/v1/resources/node/node-001")).json()
@@ -88,7 +94,12 @@ async def test_concurrent_reports_lose_no_transition(collector, js):
 async def test_a_retried_transition_is_a_duplicate_not_a_new_event(collector, js):
     first = await collector.post("/api/v1/events", json=node("online") | {"id": "t-1"})
     again = await collector.post("/api/v1/events", json=node("online") | {"id": "t-1"})
-    assert again.json()["events"][0] == {"index": 0, "status": "duplicate", "id": "t-1", "seq": first.json()["events"][0]["seq"]}
+    assert again.json()["events"][0] == {
+        "index": 0,
+        "status": "duplicate",
+        "id": "t-1",
+        "seq": first.json()["events"][0]["seq"],
+    }
     assert len(await stored(js)) == 1
 
 

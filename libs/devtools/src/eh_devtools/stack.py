@@ -120,7 +120,10 @@ class Stack:
             start_new_session=True,
             preexec_fn=die_with_parent,
         )
-        print(f"started agent (pid {self.processes['agent'].pid}): this machine reports to the collector", flush=True)
+        print(
+            f"started agent (pid {self.processes['agent'].pid}): this machine reports to the collector",
+            flush=True,
+        )
 
     def url_of(self, spec: ServiceSpec) -> str:
         return f"http://localhost:{self.port(spec.port_variable, spec.default_port)}"

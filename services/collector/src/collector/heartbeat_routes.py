@@ -13,8 +13,8 @@ from collector.ingest import Ingestor
 from collector.intake import Intake
 from collector.routes import RETRY_AFTER_SECONDS, json_response, read_body
 from collector.settings import CollectorSettings
-from eh_contracts.envelope import parse_event
 from eh_contracts.payloads import NodeMetrics
+from eh_contracts.records import parse_record
 from eh_contracts.subjects import validate_resource_id
 from eh_runtime.event_publisher import StoreUnavailable
 from eh_runtime.service import error_detail
@@ -66,8 +66,8 @@ async def heartbeat(node_id: NodeId, request: Request) -> Response:
     try:
         transition = await heartbeats.beat(node_id, ip)
     except (StoreUnavailable, NatsError, TimeoutError) as error:
-        detail = f"heartbeat not recorded: {type(error).__name__}: {error}; retry"
-        return json_response({"detail": detail}, 503, {"Retry-After": RETRY_AFTER_SECONDS})
+        reason = f"heartbeat not recorded: {type(error).__name__}: {error}; retry"
+        return json_response({"detail": reason}, 503, {"Retry-After": RETRY_AFTER_SECONDS})
     answer: dict[str, Any] = {
         "node_id": node_id,
         "state": transition.state,
@@ -77,7 +77,7 @@ async def heartbeat(node_id: NodeId, request: Request) -> Response:
         answer["transition"]["error"] = transition.error
     status = 503 if transition.status == "failed" else 202
     if beat.metrics is not None:
-        event = parse_event(
+        event = parse_record(
             pydantic_core.to_json(
                 {
                     "event": "node_metrics",

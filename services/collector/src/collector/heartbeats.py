@@ -25,7 +25,7 @@ from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from collector.resource_states import ResourceStates, TransitionResult, kv_token
-from eh_contracts.envelope import EventEnvelope, parse_event
+from eh_contracts.records import EventRecord, parse_record
 from eh_runtime.event_publisher import StoreUnavailable
 from eh_runtime.kv import ensure_key_value
 
@@ -40,7 +40,7 @@ _ONLINE_FROM: Final = frozenset({None, "offline", "unknown"})
 
 def node_status_event(
     node_id: str, new_state: str, reason: str, details: dict[str, Any], event_id: str | None = None
-) -> EventEnvelope:
+) -> EventRecord:
     """A `node_status` event the collector itself reports, validated like any producer's."""
     event: dict[str, Any] = {
         "event": "node_status",
@@ -49,7 +49,7 @@ def node_status_event(
     }
     if event_id is not None:
         event["id"] = event_id
-    return parse_event(json.dumps(event).encode())
+    return parse_record(json.dumps(event).encode())
 
 
 class Heartbeats:
@@ -123,7 +123,7 @@ class Heartbeats:
                     self._last_seen[node_id] = json.loads(entry.value).get("last_heartbeat", "")
         finally:
             with contextlib.suppress(Exception):
-                await watcher.stop()
+                await watcher.stop()  # type: ignore[no-untyped-call]
 
     async def _timed_out(self, node_id: str, marker_revision: int | None) -> None:
         """The node's heartbeat key expired: turn it offline, unless a heartbeat just came in."""

@@ -13,7 +13,8 @@ from typing import Final
 
 import pydantic_core
 
-from eh_contracts.envelope import EventEnvelope, EventParseError, FieldError, parse_event, parse_events
+from eh_contracts.envelope import EventParseError, FieldError
+from eh_contracts.records import EventRecord, parse_record, parse_records
 
 NDJSON_MEDIA_TYPES: Final = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl"})
 
@@ -27,7 +28,7 @@ class Intake:
 
     count: int
     single: bool = False
-    events: dict[int, EventEnvelope] = field(default_factory=dict)
+    events: dict[int, EventRecord] = field(default_factory=dict)
     rejected: dict[int, list[FieldError]] = field(default_factory=dict)
 
     def reject(self, index: int, errors: list[FieldError]) -> None:
@@ -49,7 +50,7 @@ def read_json(body: bytes) -> Intake:
     """
     start = body.lstrip()[:1]
     try:
-        events = parse_events(body)
+        events = parse_records(body)
     except EventParseError as error:
         if error.malformed:
             raise
@@ -70,7 +71,7 @@ def _one_by_one(body: bytes, whole: EventParseError) -> Intake:
     intake = Intake(count=len(items))
     for index, item in enumerate(items):
         try:
-            intake.events[index] = parse_event(pydantic_core.to_json(item))
+            intake.events[index] = parse_record(pydantic_core.to_json(item))
         except EventParseError as error:
             intake.reject(index, error.errors)
     return intake
@@ -91,11 +92,11 @@ def read_ndjson(body: bytes) -> Intake:
     intake = Intake(count=len(lines))
     try:
         # All lines at once as one array: the common case of a body without a bad line.
-        events = parse_events(b"[" + b",".join(line for _, line in numbered) + b"]")
+        events = parse_records(b"[" + b",".join(line for _, line in numbered) + b"]")
     except EventParseError:
         for index, line in numbered:
             try:
-                intake.events[index] = parse_event(line)
+                intake.events[index] = parse_record(line)
             except EventParseError as error:
                 intake.reject(index, error.errors)
     else:

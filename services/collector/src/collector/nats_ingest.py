@@ -22,8 +22,9 @@ from nats.aio.subscription import Subscription
 
 from collector.ingest import EventResult, Ingestor
 from collector.intake import Intake
-from eh_contracts.envelope import EventParseError, FieldError, parse_event
+from eh_contracts.envelope import EventParseError, FieldError
 from eh_contracts.event_types import EventType
+from eh_contracts.records import parse_record
 from eh_contracts.subjects import validate_resource_id
 from eh_runtime.connection import NatsConnection
 
@@ -73,7 +74,7 @@ class NatsIngestion:
     async def _ingest(self, subject: str, data: bytes) -> EventResult:
         intake = Intake(count=1, single=True)
         try:
-            intake.events[0] = parse_event(_with_subject_fields(subject, data))
+            intake.events[0] = parse_record(_with_subject_fields(subject, data))
         except EventParseError as error:
             intake.reject(0, error.errors)
         (result,) = await self._ingestor.ingest(intake)
@@ -95,7 +96,7 @@ def _with_subject_fields(subject: str, data: bytes) -> bytes:
     try:
         body: Any = pydantic_core.from_json(data)
     except ValueError:
-        return data  # parse_event reports the syntax error
+        return data  # parse_record reports the syntax error
     if not isinstance(body, dict):
         return data
     errors = [

@@ -27,7 +27,7 @@ from nats.js.api import KeyValueConfig
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from eh_contracts.envelope import EventEnvelope
+from eh_contracts.records import EventRecord
 from eh_runtime.event_publisher import EventPublisher, StoreUnavailable
 from eh_runtime.kv import ensure_key_value
 
@@ -35,6 +35,7 @@ log = structlog.get_logger(__name__)
 
 STATE_BUCKET: Final = "resource_states"
 _MAX_ATTEMPTS: Final = 25
+_LIST_TIMEOUT_SECONDS: Final = 5.0
 
 ResourceKind = Literal["node", "pipeline", "container"]
 
@@ -167,21 +168,19 @@ class ResourceStates:
             return None
         return ResourceState.from_value(key, entry.value, entry.revision)
 
-    async def list(self, kind: str, timeout: float = 5.0) -> list[ResourceState]:
-        """Every resource of one kind, read from the server (not from a cache)."""
+    async def list(self, kind: str = "*") -> list[ResourceState]:
+        """Every resource of one kind (`*`: all), read from the server (not from a cache)."""
         watcher = await self.kv.watch(f"{kind}.*", ignore_deletes=True)
         states = []
         try:
-            while (entry := await watcher.updates(timeout=timeout)) is not None:
+            while (entry := await watcher.updates(timeout=_LIST_TIMEOUT_SECONDS)) is not None:  # type: ignore[no-untyped-call]
                 if entry.value and entry.revision is not None:
                     states.append(ResourceState.from_value(entry.key, entry.value, entry.revision))
         finally:
-            await watcher.stop()
-        return sorted(states, key=lambda s: s.resource_id)
+            await watcher.stop()  # type: ignore[no-untyped-call]
+        return sorted(states, key=lambda s: (s.kind, s.resource_id))
 
-    async def apply(
-        self, event: EventEnvelope, *, only_from: StatePredicate | None = None
-    ) -> TransitionResult:
+    async def apply(self, event: EventRecord, *, only_from: StatePredicate | None = None) -> TransitionResult:
         """Store `event` if it changes its resource's state; fill its old state when absent.
 
         `only_from`, when given, limits the transition to current states it accepts (a heartbeat
@@ -189,9 +188,8 @@ class ResourceStates:
         """
         fields = STATE_FIELDS[event.event]
         key = state_key(fields.kind, event.resource_id)
-        data = event.data
-        new_state: str = getattr(data, fields.new)
-        producer_old = fields.old in data.model_fields_set and getattr(data, fields.old) is not None
+        new_state: str = event.data[fields.new]
+        producer_old = event.data.get(fields.old) is not None
         for _ in range(_MAX_ATTEMPTS):
             current = await self.get(fields.kind, event.resource_id)
             if current is not None and current.pending:
@@ -205,7 +203,9 @@ class ResourceStates:
             if new_state == current_state or (only_from is not None and not only_from(current_state)):
                 return TransitionResult("unchanged", current.seq if current else None, current_state)
             if not producer_old and (current_state or fields.unknown):
-                setattr(data, fields.old, current_state or fields.unknown)
+                # First in `data`, where the models' field order puts it.
+                rest = {k: v for k, v in event.data.items() if k != fields.old}
+                event.fields["data"] = {fields.old: current_state or fields.unknown} | rest
             payload = event.to_json()
             claim = ResourceState(
                 kind=fields.kind,
@@ -226,7 +226,14 @@ class ResourceStates:
                     )
             except KeyWrongLastSequenceError:
                 continue  # another report changed the state meanwhile: judge against the new one
-            return await self._store(claim, payload, revision)
+            stored = await self._store(claim, payload, revision)
+            # Our claim is new: if another report completed it first, it is still this report's event,
+            # stored once.
+            return (
+                TransitionResult("stored", stored.seq, stored.state)
+                if stored.status == "duplicate"
+                else stored
+            )
         return TransitionResult(
             "failed", None, None, f"the state of {key} kept changing concurrently; retry with the same id"
         )
@@ -257,16 +264,7 @@ class ResourceStates:
 
     async def sweep_pending(self, older_than: timedelta) -> int:
         """Store every transition pending for longer than `older_than` (its claimer failed or died)."""
-        watcher = await self.kv.watchall(ignore_deletes=True)
-        pending = []
-        try:
-            while (entry := await watcher.updates(timeout=5.0)) is not None:
-                if entry.value and entry.revision is not None:
-                    state = ResourceState.from_value(entry.key, entry.value, entry.revision)
-                    if state.pending and _age(state.claimed_at) > older_than:
-                        pending.append(state)
-        finally:
-            await watcher.stop()
+        pending = [s for s in await self.list() if s.pending and _age(s.claimed_at) > older_than]
         for state in pending:
             result = await self._complete(state)
             log.info(

@@ -34,7 +34,10 @@ def container_id(container: dict[str, Any]) -> str:
 
 def container_status_event(container: dict[str, Any], node_id: str) -> dict[str, Any]:
     """A `container_status` event from one entry of `GET /containers/json?all=1`."""
-    data: dict[str, Any] = {"new_state": _STATES.get(str(container.get("State", "")), "unknown"), "node_id": node_id}
+    data: dict[str, Any] = {
+        "new_state": _STATES.get(str(container.get("State", "")), "unknown"),
+        "node_id": node_id,
+    }
     exited = _EXIT_CODE.search(str(container.get("Status", "")))
     if exited:
         data["exit_code"] = int(exited[1])
@@ -48,11 +51,13 @@ def container_status_event(container: dict[str, Any], node_id: str) -> dict[str,
 def container_metrics_data(stats: dict[str, Any]) -> dict[str, Any]:
     """The `data` of a `container_metrics` event from `GET /containers/{id}/stats?stream=false`."""
     cpu_stats, previous = stats.get("cpu_stats") or {}, stats.get("precpu_stats") or {}
-    cpu_delta = (cpu_stats.get("cpu_usage") or {}).get("total_usage", 0) - (previous.get("cpu_usage") or {}).get(
-        "total_usage", 0
-    )
+    cpu_delta = (cpu_stats.get("cpu_usage") or {}).get("total_usage", 0) - (
+        previous.get("cpu_usage") or {}
+    ).get("total_usage", 0)
     system_delta = cpu_stats.get("system_cpu_usage", 0) - previous.get("system_cpu_usage", 0)
-    cores = cpu_stats.get("online_cpus") or len((cpu_stats.get("cpu_usage") or {}).get("percpu_usage") or []) or 1
+    cores = (
+        cpu_stats.get("online_cpus") or len((cpu_stats.get("cpu_usage") or {}).get("percpu_usage") or []) or 1
+    )
     usage = cpu_delta / system_delta * cores * 100 if system_delta > 0 and cpu_delta > 0 else 0.0
     data: dict[str, Any] = {"cpu": {"usage": round(usage, 2), "limit": float(cores * 100)}}
     memory = stats.get("memory_stats") or {}
@@ -64,7 +69,8 @@ def container_metrics_data(stats: dict[str, Any]) -> dict[str, Any]:
     networks = (stats.get("networks") or {}).values()
     if networks:
         data["network"] = {
-            key: sum(int(n.get(key, 0)) for n in networks) for key in ("rx_bytes", "tx_bytes", "rx_packets", "tx_packets")
+            key: sum(int(n.get(key, 0)) for n in networks)
+            for key in ("rx_bytes", "tx_bytes", "rx_packets", "tx_packets")
         }
     io = (stats.get("blkio_stats") or {}).get("io_service_bytes_recursive") or []
     if io:

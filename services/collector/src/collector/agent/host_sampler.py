@@ -5,6 +5,7 @@ Sizes are MiB, network counters are rates (bytes per second since the previous s
 without the right to list them) is left out rather than invented.
 """
 
+import contextlib
 import socket
 import time
 from typing import Any, Final
@@ -58,10 +59,8 @@ class HostSampler:
             "in_bytes": round(max(0, counters.bytes_recv - last[1]) / elapsed, 1),
             "out_bytes": round(max(0, counters.bytes_sent - last[2]) / elapsed, 1),
         }
-        try:
+        with contextlib.suppress(psutil.AccessDenied, OSError):
             network["connections"] = len(psutil.net_connections(kind="inet"))
-        except (psutil.AccessDenied, OSError):
-            pass
         return network
 
 
@@ -72,7 +71,7 @@ def cpu_temperature() -> float | None:
     for name in (*_CPU_SENSORS, *sensors):
         readings = [r.current for r in sensors.get(name, []) if r.current]
         if readings:
-            return round(sum(readings) / len(readings), 1)
+            return round(float(sum(readings)) / len(readings), 1)
     return None
 
 

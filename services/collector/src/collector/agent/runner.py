@@ -54,7 +54,11 @@ class Agent:
         events = [container_status_event(c, self.settings.node_id) for c in containers]
         seen = {e["resource_id"] for e in events}
         events += [
-            {"event": "container_status", "resource_id": gone, "data": {"new_state": "removed", "node_id": self.settings.node_id}}
+            {
+                "event": "container_status",
+                "resource_id": gone,
+                "data": {"new_state": "removed", "node_id": self.settings.node_id},
+            }
             for gone in sorted(self._containers - seen)
         ]
         self._containers = seen
@@ -62,20 +66,30 @@ class Agent:
             if container.get("State") == "running":
                 with contextlib.suppress(httpx.HTTPError):
                     data = container_metrics_data(await docker.stats(str(container["Id"])))
-                    events.append({"event": "container_metrics", "resource_id": status["resource_id"], "data": data})
+                    events.append(
+                        {"event": "container_metrics", "resource_id": status["resource_id"], "data": data}
+                    )
         if events:
             response = await self.client.post("/api/v1/events", json=events)
             if response.status_code not in (202, 207):
                 log.warning("container events refused", status=response.status_code, body=response.text[:300])
 
     async def run(self, stop: asyncio.Event) -> None:
-        log.info("agent started", node_id=self.settings.node_id, collector=self.settings.collector_url, docker=self.docker is not None)
+        log.info(
+            "agent started",
+            node_id=self.settings.node_id,
+            collector=self.settings.collector_url,
+            docker=self.docker is not None,
+        )
         interval = self.settings.interval.total_seconds()
         while not stop.is_set():
             try:
                 await self.report_once()
             except httpx.HTTPError as error:
-                log.warning("collector unreachable; next try at the next interval", error=f"{type(error).__name__}: {error}")
+                log.warning(
+                    "collector unreachable; next try at the next interval",
+                    error=f"{type(error).__name__}: {error}",
+                )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval)
         if self.docker is not None:

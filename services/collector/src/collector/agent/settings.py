@@ -22,7 +22,8 @@ class AgentSettings(BaseSettings):
     node_id: str = Field(default_factory=default_node_id, pattern=r"^[A-Za-z0-9_:-]{1,128}$")
     interval: Duration = Field(default=timedelta(seconds=5), description="Time between two samples.")
     docker_socket: str = Field(
-        default="/var/run/docker.sock", description="Docker engine socket; containers are reported when it exists."
+        default="/var/run/docker.sock",
+        description="Docker engine socket; containers are reported when it exists.",
     )
     request_timeout: Duration = Field(default=timedelta(seconds=5))
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
