@@ -18,16 +18,10 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Final, NotRequired, Required, Union, get_args, get_origin
 
 import pydantic_core
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
 from typing_extensions import TypedDict
 
-from eh_contracts.envelope import (
-    EVENT_MODELS,
-    EventEnvelope,
-    EventParseError,
-    FieldError,
-    _field_errors,
-)
+from eh_contracts.envelope import EVENT_MODELS, EventEnvelope, validate_body, validate_item
 from eh_contracts.payloads import Payload
 
 
@@ -186,24 +180,8 @@ def parse_records(body: bytes) -> list[EventRecord]:
     Raises:
         EventParseError: naming every invalid field, by its path in the body.
     """
-    start = body.lstrip()[:1]
     now = datetime.now(UTC)
-    try:
-        if start == b"[":
-            values = _MANY.validate_json(body)
-            if not values:
-                raise EventParseError([FieldError((), "the array holds no events", "too_short")])
-            return [_complete(v, now) for v in values]
-        if start == b"{":
-            return [_complete(_ONE.validate_json(body), now)]
-    except ValidationError as error:
-        errors = _field_errors(error, tag_at=1 if start == b"[" else 0)
-        raise EventParseError(errors, malformed=any(e.type == "json_invalid" for e in errors)) from None
-    try:
-        TypeAdapter(Any).validate_json(body)
-    except ValidationError as error:
-        raise EventParseError(_field_errors(error, tag_at=None), malformed=True) from None
-    raise EventParseError([FieldError((), "expected an event object or an array of events", "model_type")])
+    return [_complete(values, now) for values in validate_body(body, _ONE, _MANY)]
 
 
 def parse_record(item: bytes, index: int | None = None) -> EventRecord:
@@ -212,18 +190,4 @@ def parse_record(item: bytes, index: int | None = None) -> EventRecord:
     Raises:
         EventParseError: naming every invalid field; `malformed` when the item is not JSON.
     """
-    prefix: tuple[int, ...] = () if index is None else (index,)
-    if item.lstrip()[:1] == b"{":
-        try:
-            return _complete(_ONE.validate_json(item), datetime.now(UTC))
-        except ValidationError as error:
-            errors = [
-                FieldError((*prefix, *e.loc), e.message, e.type) for e in _field_errors(error, tag_at=0)
-            ]
-            raise EventParseError(errors, malformed=any(e.type == "json_invalid" for e in errors)) from None
-    try:
-        TypeAdapter(Any).validate_json(item)
-    except ValidationError as error:
-        errors = [FieldError((*prefix, *e.loc), e.message, e.type) for e in _field_errors(error, tag_at=None)]
-        raise EventParseError(errors, malformed=True) from None
-    raise EventParseError([FieldError(prefix, "expected an event object", "model_type")])
+    return _complete(validate_item(item, _ONE, index), datetime.now(UTC))

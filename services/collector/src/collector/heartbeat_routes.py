@@ -8,11 +8,9 @@ from fastapi.responses import Response
 from nats.errors import Error as NatsError
 from pydantic import AfterValidator, BaseModel, ConfigDict, IPvAnyAddress, TypeAdapter, ValidationError
 
-from collector.heartbeats import Heartbeats
-from collector.ingest import Ingestor
+from collector.deps import HeartbeatsDep, IngestorDep, SettingsDep
 from collector.intake import Intake
 from collector.routes import RETRY_AFTER_SECONDS, json_response, read_body
-from collector.settings import CollectorSettings
 from eh_contracts.payloads import NodeMetrics
 from eh_contracts.records import parse_record
 from eh_contracts.subjects import validate_resource_id
@@ -49,10 +47,9 @@ router = APIRouter(prefix="/api/v1", tags=["heartbeats"])
     ),
     responses={422: {"description": "Invalid node id or body"}, 503: {"description": "NATS unavailable"}},
 )
-async def heartbeat(node_id: NodeId, request: Request) -> Response:
-    settings: CollectorSettings = request.app.state.service.settings
-    heartbeats: Heartbeats = request.app.state.heartbeats
-    ingestor: Ingestor = request.app.state.ingestor
+async def heartbeat(
+    node_id: NodeId, request: Request, settings: SettingsDep, heartbeats: HeartbeatsDep, ingestor: IngestorDep
+) -> Response:
     body = await read_body(request, int(settings.max_body_bytes))
     try:
         beat = _BODY.validate_json(body) if body.strip() else HeartbeatBody()

@@ -9,12 +9,13 @@ applying it again changes nothing).
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Request
+from fastapi import APIRouter, HTTPException, Path
 from fastapi.responses import Response
 from nats.errors import Error as NatsError
 from pydantic import AfterValidator
 
-from collector.resource_states import ResourceKind, ResourceStates
+from collector.deps import ServiceDep, StatesDep
+from collector.resource_states import ResourceKind
 from collector.routes import RETRY_AFTER_SECONDS, json_response
 from eh_contracts.subjects import validate_resource_id
 from eh_runtime.event_publisher import StoreUnavailable
@@ -36,9 +37,7 @@ async def _stream_seq(service: Service) -> int:
     summary="Current state of every node, pipeline or container",
     responses={422: {"description": "Unknown kind"}, 503: {"description": "NATS unavailable"}},
 )
-async def list_resources(kind: ResourceKind, request: Request) -> Response:
-    service: Service = request.app.state.service
-    states: ResourceStates = request.app.state.states
+async def list_resources(kind: ResourceKind, service: ServiceDep, states: StatesDep) -> Response:
     try:
         stream_seq = await _stream_seq(service)
         resources = await states.list(kind)
@@ -57,9 +56,9 @@ async def list_resources(kind: ResourceKind, request: Request) -> Response:
     summary="Current state of one node, pipeline or container",
     responses={404: {"description": "No state known"}, 422: {"description": "Invalid kind or id"}},
 )
-async def get_resource(kind: ResourceKind, resource_id: ResourceIdPath, request: Request) -> Response:
-    service: Service = request.app.state.service
-    states: ResourceStates = request.app.state.states
+async def get_resource(
+    kind: ResourceKind, resource_id: ResourceIdPath, service: ServiceDep, states: StatesDep
+) -> Response:
     try:
         stream_seq = await _stream_seq(service)
         state = await states.get(kind, resource_id)

@@ -1,15 +1,15 @@
 """`POST /api/v1/events`: one event, a JSON array or NDJSON; every event judged and answered on its own."""
 
-from typing import Annotated, Any, Final
+from typing import Any, Final
 
 import pydantic_core
 import structlog
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response
 
-from collector.ingest import EventResult, Ingestor
+from collector.deps import IngestorDep, SettingsDep
+from collector.ingest import EventResult
 from collector.intake import NDJSON_MEDIA_TYPES, Intake, read_json, read_ndjson
-from collector.settings import CollectorSettings
 from eh_contracts.envelope import EventParseError
 from eh_runtime.service import error_detail
 
@@ -18,19 +18,6 @@ log = structlog.get_logger(__name__)
 RETRY_AFTER_SECONDS: Final = "1"
 _JSON_TYPES: Final = frozenset({"application/json", ""})
 
-
-def _ingestor(request: Request) -> Ingestor:
-    ingestor: Ingestor = request.app.state.ingestor
-    return ingestor
-
-
-def _settings(request: Request) -> CollectorSettings:
-    settings: CollectorSettings = request.app.state.service.settings
-    return settings
-
-
-IngestorDep = Annotated[Ingestor, Depends(_ingestor)]
-SettingsDep = Annotated[CollectorSettings, Depends(_settings)]
 
 router = APIRouter(prefix="/api/v1", tags=["ingestion"])
 
