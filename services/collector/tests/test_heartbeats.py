@@ -121,3 +121,14 @@ async def test_a_steady_heartbeat_keeps_the_node_online(nats_url, js, collector_
             await client.post("/api/v1/nodes/node-11/heartbeat")
             await asyncio.sleep(0.3)
     assert [e["data"]["new_state"] for e in await stored(js)] == ["online"]
+
+
+@pytest.mark.own_server
+async def test_a_heartbeat_while_nats_is_down_is_a_503_with_retry_after(nats_server, collector_settings):
+    async with serving(create_app(collector_settings(nats_server.url))) as client:
+        nats_server.stop()
+        response = await client.post("/api/v1/nodes/node-12/heartbeat")
+        assert response.status_code == 503
+        assert response.headers["retry-after"] == "1"
+        assert "not connected" in response.json()["detail"]
+        nats_server.start()

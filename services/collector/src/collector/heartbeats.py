@@ -95,8 +95,8 @@ class Heartbeats:
 
     async def beat(self, node_id: str, ip: str | None) -> TransitionResult:
         """Record a heartbeat; bring the node online if it was offline or never seen."""
-        if self._js is None:
-            raise StoreUnavailable("the heartbeat bucket is not open yet (not connected to NATS)")
+        if self._js is None or not self.states.connected:
+            raise StoreUnavailable("not connected to NATS (or the heartbeat bucket is not open yet)")
         now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
         record: dict[str, Any] = {"last_heartbeat": now}
         if ip is not None:

@@ -153,6 +153,10 @@ class ResourceStates:
         )
 
     @property
+    def connected(self) -> bool:
+        return self._kv is not None and self._publisher.is_connected
+
+    @property
     def kv(self) -> KeyValue:
         if self._kv is None or not self._publisher.is_connected:
             raise StoreUnavailable("the resource state bucket is not open yet (not connected to NATS)")
