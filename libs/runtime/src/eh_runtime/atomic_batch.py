@@ -44,11 +44,6 @@ class OutgoingMessage:
     event_type: str
     ttl_seconds: int | None = None
 
-    @property
-    def header_bytes(self) -> int:
-        """An upper bound of the headers this message is sent with (for the max payload check)."""
-        return 200 + len(self.msg_id)
-
 
 class BatchRejected(Exception):
     """The server refused the whole batch; `code` is JetStream's error code when it gave one."""

@@ -83,7 +83,7 @@ async def heartbeat(
                 }
             )
         )
-        (result,) = await ingestor.ingest(Intake(count=1, single=True, events={0: event}))
+        (result,) = await ingestor.ingest(Intake(single=True, events={0: event}))
         answer["metrics"] = result.as_json(single=True)
         if result.status == "failed":
             status = 503

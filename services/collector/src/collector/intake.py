@@ -26,7 +26,6 @@ class Intake:
     `single` is true for a body that was one object: its error paths carry no index.
     """
 
-    count: int
     single: bool = False
     events: dict[int, EventRecord] = field(default_factory=dict)
     rejected: dict[int, list[FieldError]] = field(default_factory=dict)
@@ -55,20 +54,20 @@ def read_json(body: bytes) -> Intake:
         if error.malformed:
             raise
         if start == b"{":
-            intake = Intake(count=1, single=True)
+            intake = Intake(single=True)
             intake.reject(0, error.errors)
             return intake
         if start == b"[":
             return _one_by_one(body, error)
         raise
-    return Intake(count=len(events), single=start == b"{", events=dict(enumerate(events)))
+    return Intake(single=start == b"{", events=dict(enumerate(events)))
 
 
 def _one_by_one(body: bytes, whole: EventParseError) -> Intake:
     items = pydantic_core.from_json(body)
     if not isinstance(items, list) or not items:
         raise whole
-    intake = Intake(count=len(items))
+    intake = Intake()
     for index, item in enumerate(items):
         try:
             intake.events[index] = parse_record(pydantic_core.to_json(item))
@@ -89,7 +88,7 @@ def read_ndjson(body: bytes) -> Intake:
         raise EventParseError(
             [FieldError((), "the body holds no events (one JSON object per line)", "too_short")]
         )
-    intake = Intake(count=len(lines))
+    intake = Intake()
     try:
         # All lines at once as one array: the common case of a body without a bad line.
         events = parse_records(b"[" + b",".join(line for _, line in numbered) + b"]")

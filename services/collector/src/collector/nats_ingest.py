@@ -72,7 +72,7 @@ class NatsIngestion:
             self._slots.release()
 
     async def _ingest(self, subject: str, data: bytes) -> EventResult:
-        intake = Intake(count=1, single=True)
+        intake = Intake(single=True)
         try:
             intake.events[0] = parse_record(_with_subject_fields(subject, data))
         except EventParseError as error:
