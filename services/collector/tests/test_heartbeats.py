@@ -116,10 +116,11 @@ async def test_a_collector_started_after_the_timeout_still_turns_the_node_offlin
 
 
 async def test_a_steady_heartbeat_keeps_the_node_online(nats_url, js, collector_settings):
-    async with serving(create_app(collector_settings(nats_url, heartbeat_timeout=1))) as client:
-        for _ in range(8):
+    # Beats every 0.4 s for 4 s, twice the timeout: the key never expires.
+    async with serving(create_app(collector_settings(nats_url, heartbeat_timeout=2))) as client:
+        for _ in range(10):
             await client.post("/api/v1/nodes/node-11/heartbeat")
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(0.4)
     assert [e["data"]["new_state"] for e in await stored(js)] == ["online"]
 
 
