@@ -122,3 +122,53 @@ async def test_resources_are_listed_with_the_stream_sequence_they_were_read_at(c
     bad_id = await collector.get("/api/v1/resources/node/a.b")
     assert bad_id.status_code == 422
     assert bad_id.json()["detail"][0]["field"] == "resource_id"
+
+
+async def claim_pending(js, node_id: str, event: dict) -> None:
+    """A transition claimed in the bucket by a collector that died before storing it."""
+    kv = await js.key_value("resource_states")
+    value = {
+        "state": event["data"]["new_state"],
+        "event_id": event["id"],
+        "seq": None,
+        "claimed_at": "",
+        "event": event,
+    }
+    await kv.put(f"node.{node_id}", json.dumps(value).encode())
+
+
+ONLINE = {
+    "id": "claimed-1",
+    "event": "node_status",
+    "timestamp": "2024-03-20T10:00:00Z",
+    "resource_id": "node-p",
+    "data": {"old_state": "unknown", "new_state": "online"},
+}
+
+
+async def test_a_pending_transition_is_stored_before_the_next_one(collector, js):
+    await claim_pending(js, "node-p", ONLINE)
+    response = await collector.post("/api/v1/events", json=node("offline", "node-p"))
+    assert response.json()["events"][0]["status"] == "stored"
+    events = await stored(js)
+    assert (events[0]["id"], events[0]["data"]["new_state"]) == ("claimed-1", "online")
+    assert (events[1]["data"]["old_state"], events[1]["data"]["new_state"]) == ("online", "offline")
+
+
+async def test_a_pending_transition_already_stored_is_not_stored_again(nats_url, js, collector_settings):
+    """Its event made it to the stream longer ago than the duplicate window: no second copy."""
+    from collector.app import create_app
+    from eh_devtools.pytest_plugin import serving, store_event
+    from eh_runtime.settings import StreamSettings
+
+    settings = collector_settings(nats_url, stream=StreamSettings(duplicate_window=1))
+    async with serving(create_app(settings)) as client:
+        seq = await store_event(js, ONLINE)
+        await asyncio.sleep(2.5)  # the id is forgotten by the deduplication (purged within 2 windows)
+        await claim_pending(js, "node-p", ONLINE)
+        response = await client.post("/api/v1/events", json=node("offline", "node-p"))
+        assert response.json()["events"][0]["status"] == "stored"
+        events = await stored(js)
+        assert [e["id"] for e in events].count("claimed-1") == 1
+        assert events[-1]["data"]["old_state"] == "online"
+        assert (await client.get("/api/v1/resources/node/node-p")).json()["seq"] == seq + 1

@@ -15,6 +15,7 @@ the order they were claimed.
 """
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,12 +25,14 @@ import pydantic_core
 import structlog
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
 
 from eh_contracts.records import EventRecord
+from eh_contracts.subjects import event_subject
 from eh_runtime.event_publisher import EventPublisher, StoreUnavailable
 from eh_runtime.kv import ensure_key_value
+from eh_runtime.stream import EVENTS_STREAM
 
 log = structlog.get_logger(__name__)
 
@@ -139,9 +142,11 @@ class ResourceStates:
         self._publisher = publisher
         self._replicas = replicas
         self._kv: KeyValue | None = None
+        self._js: JetStreamContext | None = None
 
     async def open(self, js: JetStreamContext) -> None:
         """Create or bind the bucket; run on every (re)connection."""
+        self._js = js
         self._kv = await ensure_key_value(
             js,
             KeyValueConfig(
@@ -262,7 +267,28 @@ class ResourceStates:
         return TransitionResult(status, result.ack.seq, claim.state)
 
     async def _complete(self, pending: ResourceState) -> TransitionResult:
-        """Store a transition that was claimed but not (known to be) stored; same id, so at most once."""
+        """Store a transition that was claimed but not (known to be) stored; at most once.
+
+        Its event may be stored already (the claimer died before recording the sequence), longer
+        ago than the duplicate window, where `Nats-Msg-Id` no longer protects it. Only the claimer
+        publishes on a pending resource's status subject, so if the last event there is this one,
+        it is stored: its sequence is recorded instead of storing it again.
+        """
+        subject = event_subject(pending.event["event"], pending.resource_id)
+        try:
+            assert self._js is not None
+            last = await self._js.get_last_msg(EVENTS_STREAM, subject, direct=True)
+        except NotFoundError:
+            last = None
+        if (
+            last is not None
+            and last.data
+            and pydantic_core.from_json(last.data).get("id") == pending.event_id
+        ):
+            key = state_key(pending.kind, pending.resource_id)
+            with contextlib.suppress(KeyWrongLastSequenceError):
+                await self.kv.update(key, pending.value(last.seq), last=pending.revision, validate_keys=False)
+            return TransitionResult("duplicate", last.seq, pending.state)
         payload = pydantic_core.to_json(pending.event)
         return await self._store(pending, payload, pending.revision)
 
