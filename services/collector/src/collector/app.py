@@ -50,6 +50,7 @@ def create_app(settings: CollectorSettings | None = None) -> FastAPI:
             yield
         finally:
             service.request_stop()
+            await nats_ingestion.stop(settings.shutdown_timeout.total_seconds())
             await sweeps
             await heartbeats.close()
 

@@ -12,6 +12,7 @@ to retry: memory stays bounded and nothing accepted is dropped.
 """
 
 import asyncio
+import contextlib
 from typing import Any, Final
 
 import pydantic_core
@@ -49,6 +50,15 @@ class NatsIngestion:
             self._subscription = await connection.client.subscribe(
                 INGEST_SUBJECT, queue=INGEST_QUEUE, cb=self._on_request
             )
+
+    async def stop(self, timeout: float) -> None:
+        """Take no more requests and let the ones in hand finish (up to `timeout` seconds)."""
+        if self._subscription is not None:
+            with contextlib.suppress(Exception):  # not connected: nothing more arrives anyway
+                await self._subscription.unsubscribe()
+            self._subscription = None
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)
 
     async def _on_request(self, msg: Msg) -> None:
         # Waiting here (not in a task) holds further requests in the subscription's bounded buffer.
