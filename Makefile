@@ -26,8 +26,9 @@ $(UV):
 sync: $(UV) ## Install or update .venv exactly as uv.lock says
 	$(UV) sync --all-packages --locked --quiet
 
-run: sync ## Start NATS (JetStream) and all services; Ctrl-C stops everything
-	$(VENV_BIN)/python -m eh_devtools.stack
+AGENT ?= 1
+run: sync ## Start NATS (JetStream), all services and the host agent (AGENT=0: without); Ctrl-C stops all
+	AGENT=$(AGENT) $(VENV_BIN)/python -m eh_devtools.stack
 
 test: sync ## Run the whole test suite against real nats-server processes
 	$(VENV_BIN)/pytest $(PYTEST_ARGS)

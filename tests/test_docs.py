@@ -6,6 +6,7 @@ from pathlib import Path
 from pydantic_settings import BaseSettings
 
 from alert_evaluator.settings import EvaluatorSettings
+from collector.agent.settings import AgentSettings
 from collector.settings import CollectorSettings
 from eh_runtime.settings import LoggingSettings, NatsSettings, StreamSettings
 from sse_edge.settings import EdgeSettings
@@ -13,7 +14,7 @@ from sse_edge.settings import EdgeSettings
 README = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
 GROUPS = (NatsSettings, StreamSettings, LoggingSettings)
 # Read by `make run`'s supervisor, not by a settings class.
-STACK_VARIABLES = {"NATS_PORT", "NATS_MONITOR_PORT", "NATS_SYNC_INTERVAL", "DATA_DIR"}
+STACK_VARIABLES = {"NATS_PORT", "NATS_MONITOR_PORT", "NATS_SYNC_INTERVAL", "DATA_DIR", "AGENT"}
 
 
 def variables(cls: type[BaseSettings]) -> set[str]:
@@ -27,7 +28,7 @@ def variables(cls: type[BaseSettings]) -> set[str]:
 
 def all_variables() -> set[str]:
     found: set[str] = set()
-    for cls in (*GROUPS, CollectorSettings, EdgeSettings, EvaluatorSettings):
+    for cls in (*GROUPS, CollectorSettings, AgentSettings, EdgeSettings, EvaluatorSettings):
         found |= variables(cls)
     return found
 

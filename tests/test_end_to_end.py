@@ -58,9 +58,15 @@ async def test_a_posted_event_arrives_filtered_on_the_sse_stream(nats_url):
                 json=[e | {"id": r["id"]} for e, r in zip(mixed_events(), results, strict=True)],
             )
             assert retried.json()["duplicates"] == 6
+            # node-002 is online now: only a change of state is a new event
             marker = await collector.post(
                 "/api/v1/events",
-                json=SEED_EXAMPLES["node_status"] | {"resource_id": "node-002", "id": "marker"},
+                json={
+                    "event": "node_status",
+                    "resource_id": "node-002",
+                    "id": "marker",
+                    "data": {"new_state": "offline"},
+                },
             )
             after = await asyncio.wait_for(next_event(messages), 5)
             assert after.json()["id"] == "marker"

@@ -49,6 +49,7 @@ def stack(tmp_path, request):
         "NATS_PORT": str(nats_port),
         "NATS_MONITOR_PORT": str(monitor),
         "LOG_FORMAT": "json",
+        "AGENT": "0",  # its own node_status events would interleave with the ones checked here
     }
     log = tmp_path / "stack.log"
     with log.open("wb") as output:

@@ -27,7 +27,14 @@ async def test_creates_the_events_stream_from_settings(js):
     assert info.config.max_bytes == 1 << 20
     assert info.config.duplicate_window == 30
     assert info.config.allow_msg_ttl is True
+    assert info.config.allow_atomic is True
     assert await events_stream_exists(js)
+
+
+async def test_enables_atomic_batches_on_a_stream_made_before_them(js):
+    await js.add_stream(StreamConfig(name=EVENTS_STREAM, subjects=["events.>"], allow_msg_ttl=True))
+    info = await ensure_events_stream(js, StreamSettings())
+    assert info.config.allow_atomic is True
 
 
 async def test_is_idempotent(js):

@@ -1,3 +1,4 @@
+import asyncio
 import copy
 import json
 
@@ -33,7 +34,10 @@ async def test_one_event_is_stored_on_its_subject_with_its_id_as_msg_id(collecto
     assert response.json() == {
         "stored": 1,
         "duplicates": 0,
-        "events": [{"index": 0, "id": "evt-1", "seq": 1, "duplicate": False}],
+        "unchanged": 0,
+        "invalid": 0,
+        "failed": 0,
+        "events": [{"index": 0, "status": "stored", "id": "evt-1", "seq": 1}],
     }
     (message,) = await stored_messages(js)
     assert message.subject == "events.node_status.node-001"
@@ -72,7 +76,7 @@ async def test_a_retried_post_with_the_same_id_is_stored_once(collector, js):
     assert again.status_code == 202
     assert again.json()["stored"] == 0
     assert again.json()["duplicates"] == 2
-    assert [e["duplicate"] for e in again.json()["events"]] == [True, True]
+    assert [e["status"] for e in again.json()["events"]] == ["duplicate", "duplicate"]
     assert [e["seq"] for e in again.json()["events"]] == [e["seq"] for e in first.json()["events"]]
     assert len(await stored_messages(js)) == 2
 
@@ -86,14 +90,12 @@ async def test_a_retried_post_with_the_same_id_is_stored_once(collector, js):
         ({k: v for k, v in NODE_UP.items() if k != "data"}, "data", "Field required"),
         (NODE_UP | {"timestamp": "20 March 2024"}, "timestamp", "valid datetime"),
         (METRICS | {"data": {"cpu": {"usage": "high"}}}, "data.cpu.usage", "valid number"),
-        ([NODE_UP, NODE_UP | {"data": {"new_state": 1}}], "[1].data.new_state", "Input should be"),
+        ([NODE_UP | {"data": {"new_state": 1}}], "[0].data.new_state", "Input should be"),
         ([], "body", "no events"),
         ("just a string", "body", "expected an event object or an array of events"),
     ],
 )
-async def test_invalid_events_get_422_naming_the_field_and_nothing_is_stored(
-    collector, js, body, field, message
-):
+async def test_a_body_without_any_valid_event_gets_422_naming_the_field(collector, js, body, field, message):
     response = await collector.post("/api/v1/events", json=body)
     assert response.status_code == 422
     detail = response.json()["detail"]
@@ -102,12 +104,30 @@ async def test_invalid_events_get_422_naming_the_field_and_nothing_is_stored(
     assert await stored_messages(js) == []
 
 
-async def test_one_bad_event_rejects_the_whole_batch(collector, js):
-    batch = [NODE_UP, NODE_UP, NODE_UP | {"resource_id": ""}]
+async def test_one_bad_event_in_a_thousand_is_reported_and_the_others_are_stored(collector, js):
+    batch = [METRICS | {"id": f"m-{i}", "resource_id": f"node-{i % 10}"} for i in range(1000)]
+    batch[500] = METRICS | {"data": {"cpu": {"usage": 180.0}}}
     response = await collector.post("/api/v1/events", json=batch)
-    assert response.status_code == 422
-    assert [d["loc"] for d in response.json()["detail"]] == [[2, "resource_id"]]
-    assert await stored_messages(js) == []
+    assert response.status_code == 207
+    body = response.json()
+    assert (body["stored"], body["invalid"]) == (999, 1)
+    assert [d["loc"] for d in body["detail"]] == [[500, "data", "cpu", "usage"]]
+    bad = body["events"][500]
+    assert bad["status"] == "invalid"
+    assert bad["errors"][0]["field"] == "[500].data.cpu.usage"
+    assert "id" not in bad
+    assert "seq" not in bad
+    assert [e["index"] for e in body["events"]] == list(range(1000))
+    stored = await stored_messages(js)
+    assert len(stored) == 999
+    assert "m-500" not in {json.loads(m.data)["id"] for m in stored}
+
+
+async def test_an_array_of_items_that_are_not_events_is_answered_per_item(collector, js):
+    response = await collector.post("/api/v1/events", json=[METRICS, 7, {"event": "node_metrics"}])
+    assert response.status_code == 207
+    assert [e["status"] for e in response.json()["events"]] == ["stored", "invalid", "invalid"]
+    assert [d["field"] for d in response.json()["detail"]] == ["[1]", "[2].resource_id", "[2].data"]
 
 
 async def test_malformed_json_is_a_400(collector):
@@ -166,4 +186,60 @@ async def test_503_with_retry_after_while_nats_is_down(nats_server, collector_se
         body = response.json()
         assert "retry with the same event ids" in body["detail"]
         assert body["events"][0]["id"] == "while-down"
+        assert body["events"][0]["status"] == "failed"
+        metrics = await client.post("/api/v1/events", json=[METRICS | {"id": "m-down"}])
+        assert metrics.status_code == 503
+        assert metrics.json()["events"][0]["status"] == "failed"
         nats_server.start()
+        deadline = asyncio.get_running_loop().time() + 15
+        while (await client.get("/readyz")).status_code != 200:
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.1)
+        retried = await client.post("/api/v1/events", json=[event, METRICS | {"id": "m-down"}])
+        assert retried.status_code == 202
+        assert [e["status"] for e in retried.json()["events"]] == ["stored", "stored"]
+
+
+async def test_ndjson_with_a_bad_line_in_the_middle(collector, js):
+    lines = [json.dumps(METRICS | {"id": f"n-{i}"}).encode() for i in range(5)]
+    lines[2] = b'{"event": "node_metrics", "resource_id": "node-1", "data": {'
+    response = await collector.post(
+        "/api/v1/events", content=b"\n".join(lines) + b"\n", headers={"content-type": "application/x-ndjson"}
+    )
+    assert response.status_code == 207
+    body = response.json()
+    assert [e["status"] for e in body["events"]] == ["stored", "stored", "invalid", "stored", "stored"]
+    assert body["detail"][0]["loc"] == [2]
+    assert body["detail"][0]["type"] == "json_invalid"
+    assert [json.loads(m.data)["id"] for m in await stored_messages(js)] == ["n-0", "n-1", "n-3", "n-4"]
+
+
+async def test_ndjson_with_only_bad_lines_is_a_422(collector, js):
+    response = await collector.post(
+        "/api/v1/events", content=b"[1]\n{}\n", headers={"content-type": "application/x-ndjson"}
+    )
+    assert response.status_code == 422
+    assert [e["status"] for e in response.json()["events"]] == ["invalid", "invalid"]
+    assert await stored_messages(js) == []
+
+
+async def test_a_timestamp_far_in_the_future_is_rejected(collector, js):
+    response = await collector.post(
+        "/api/v1/events", json=[METRICS | {"timestamp": "2999-01-01T00:00:00Z"}, METRICS]
+    )
+    assert response.status_code == 207
+    (detail,) = response.json()["detail"]
+    assert (detail["field"], detail["type"]) == ("[0].timestamp", "timestamp_in_future")
+    assert len(await stored_messages(js)) == 1
+
+
+async def test_an_event_larger_than_a_nats_message_is_rejected_alone(collector, js):
+    huge = SEED_EXAMPLES["system_log"] | {
+        "data": SEED_EXAMPLES["system_log"]["data"] | {"message": "x" * 1_100_000}
+    }
+    response = await collector.post("/api/v1/events", json=[huge, METRICS])
+    assert response.status_code == 207
+    (detail,) = response.json()["detail"]
+    assert detail["type"] == "too_large"
+    assert detail["loc"] == [0]
+    assert len(await stored_messages(js)) == 1

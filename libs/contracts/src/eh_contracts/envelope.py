@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, Final, Literal, Self
+from typing import Annotated, Any, Final, Literal, Self, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -241,10 +241,34 @@ def _field_errors(error: ValidationError, *, tag_at: int | None) -> list[FieldEr
     return result
 
 
-def parse_events(body: bytes) -> list[EventEnvelope]:
-    """Validate a request body holding one event object or a JSON array of them.
+ItemT = TypeVar("ItemT")
 
-    Missing `id` and `timestamp` are filled in. Times are normalized to UTC.
+
+def validate_item(item: bytes, adapter: TypeAdapter[ItemT], index: int | None = None) -> ItemT:
+    """Validate one event object with `adapter`; error paths start with `index` when given.
+
+    Raises:
+        EventParseError: naming every invalid field; `malformed` when the item is not JSON.
+    """
+    prefix: tuple[int, ...] = () if index is None else (index,)
+    if item.lstrip()[:1] != b"{":
+        try:
+            TypeAdapter(Any).validate_json(item)
+        except ValidationError as error:
+            errors = [
+                FieldError((*prefix, *e.loc), e.message, e.type) for e in _field_errors(error, tag_at=None)
+            ]
+            raise EventParseError(errors, malformed=True) from None
+        raise EventParseError([FieldError(prefix, "expected an event object", "model_type")])
+    try:
+        return adapter.validate_json(item)
+    except ValidationError as error:
+        errors = [FieldError((*prefix, *e.loc), e.message, e.type) for e in _field_errors(error, tag_at=0)]
+        raise EventParseError(errors, malformed=any(e.type == "json_invalid" for e in errors)) from None
+
+
+def validate_body(body: bytes, one: TypeAdapter[ItemT], many: TypeAdapter[list[ItemT]]) -> list[ItemT]:
+    """Validate a body holding one event object (with `one`) or a non-empty array (with `many`).
 
     Raises:
         EventParseError: naming every invalid field, by its path in the body.
@@ -252,12 +276,12 @@ def parse_events(body: bytes) -> list[EventEnvelope]:
     start = body.lstrip()[:1]
     try:
         if start == b"[":
-            events: list[EventEnvelope] = list(_EVENT_LIST.validate_json(body))
-            if not events:
+            items = many.validate_json(body)
+            if not items:
                 raise EventParseError([FieldError((), "the array holds no events", "too_short")])
-            return events
+            return items
         if start == b"{":
-            return [_ONE_EVENT.validate_json(body)]
+            return [one.validate_json(body)]
     except ValidationError as error:
         errors = _field_errors(error, tag_at=1 if start == b"[" else 0)
         raise EventParseError(errors, malformed=any(e.type == "json_invalid" for e in errors)) from None
@@ -266,3 +290,27 @@ def parse_events(body: bytes) -> list[EventEnvelope]:
     except ValidationError as error:
         raise EventParseError(_field_errors(error, tag_at=None), malformed=True) from None
     raise EventParseError([FieldError((), "expected an event object or an array of events", "model_type")])
+
+
+def parse_event(item: bytes, index: int | None = None) -> EventEnvelope:
+    """Validate one event given as JSON; error paths start with `index` when it is given.
+
+    For bodies that hold several events validated one at a time (NDJSON lines, or the items of an
+    array that failed as a whole), so that each item's errors are their own.
+
+    Raises:
+        EventParseError: naming every invalid field; `malformed` when the item is not JSON.
+    """
+    return validate_item(item, _ONE_EVENT, index)
+
+
+def parse_events(body: bytes) -> list[EventEnvelope]:
+    """Validate a request body holding one event object or a JSON array of them.
+
+    Missing `id` and `timestamp` are filled in. Times are normalized to UTC.
+
+    Raises:
+        EventParseError: naming every invalid field, by its path in the body.
+    """
+    events = validate_body(body, _ONE_EVENT, _EVENT_LIST)
+    return list[EventEnvelope](events)

@@ -2,7 +2,8 @@
 
 Starts nats-server (data under `.data/`, unless `NATS_URL` names a server to use instead),
 provisions the `EVENTS` stream, starts the services, waits until each answers `/readyz`, and
-prints their URLs. Ctrl-C or SIGTERM stops everything: services first (they drain), then NATS.
+prints their URLs. Then the host agent (`python -m collector agent`) reports this machine to the
+collector, unless `AGENT=0`. Ctrl-C or SIGTERM stops everything: services first (they drain), then NATS.
 Children also get SIGTERM from the kernel if this process dies, so none is left orphaned.
 """
 
@@ -107,6 +108,23 @@ class Stack:
                     raise TimeoutError(f"not ready after {_READY_TIMEOUT_SECONDS}s: {', '.join(pending)}")
                 time.sleep(0.1)
 
+    def start_agent(self) -> None:
+        """This machine as a node of the farm: heartbeats and metrics, containers if Docker runs."""
+        if self.environ.get("AGENT", "1").strip().lower() in ("0", "false", "no", "off", ""):
+            return
+        collector = next(spec for spec in SERVICES if spec.name == "collector")
+        env = {**self.environ, "AGENT_COLLECTOR_URL": self.url_of(collector), "LOG_FORMAT": "console"}
+        self.processes["agent"] = subprocess.Popen(
+            [sys.executable, "-m", "collector", "agent"],
+            env=env,
+            start_new_session=True,
+            preexec_fn=die_with_parent,
+        )
+        print(
+            f"started agent (pid {self.processes['agent'].pid}): this machine reports to the collector",
+            flush=True,
+        )
+
     def url_of(self, spec: ServiceSpec) -> str:
         return f"http://localhost:{self.port(spec.port_variable, spec.default_port)}"
 
@@ -179,6 +197,7 @@ def main() -> int:
         stack.start_services(nats_url)
         stack.wait_ready()
         if not stack.stop_requested:
+            stack.start_agent()
             stack.print_urls(nats_url)
         status = stack.supervise()
     except (RuntimeError, TimeoutError, OSError) as error:

@@ -67,6 +67,23 @@ class StreamSettings(BaseSettings):
         default=timedelta(minutes=2), description="How long an event id is remembered for deduplication."
     )
     replicas: int = Field(default=1, ge=1, le=5)
+    # Per-type time-to-live, sent as each message's `Nats-TTL` (0: only the stream-wide limits).
+    # Metrics are many and soon stale; states and alerts are what an operator looks back at.
+    ttl_node_status: Duration = Field(default=timedelta(days=30))
+    ttl_node_metrics: Duration = Field(default=timedelta(hours=24))
+    ttl_pipeline_status: Duration = Field(default=timedelta(days=30))
+    ttl_pipeline_progress: Duration = Field(default=timedelta(days=3))
+    ttl_container_status: Duration = Field(default=timedelta(days=30))
+    ttl_container_metrics: Duration = Field(default=timedelta(hours=24))
+    ttl_system_alert: Duration = Field(default=timedelta(days=30))
+    ttl_system_log: Duration = Field(default=timedelta(days=3))
+
+    def ttl_seconds(self, event_type: str) -> int | None:
+        """The `Nats-TTL` for events of this type, in whole seconds (at least 1), or None for none."""
+        ttl: timedelta | None = getattr(self, f"ttl_{event_type}", None)
+        if ttl is None or ttl.total_seconds() <= 0:
+            return None
+        return max(1, round(ttl.total_seconds()))
 
 
 class LoggingSettings(BaseSettings):

@@ -39,6 +39,8 @@ def events_stream_config(settings: StreamSettings) -> StreamConfig:
         num_replicas=settings.replicas,
         # Per-message TTL (Nats-TTL header), so that metrics can expire sooner than status events.
         allow_msg_ttl=True,
+        # Atomic batch publish: a batch of events is stored whole or not at all, with one ack.
+        allow_atomic=True,
         # Direct gets answer "latest message on a subject" from any replica without a consumer.
         allow_direct=True,
     )
@@ -53,6 +55,7 @@ _COMPARED_FIELDS: Final = (
     "duplicate_window",
     "num_replicas",
     "allow_msg_ttl",
+    "allow_atomic",
     "allow_direct",
     "description",
 )

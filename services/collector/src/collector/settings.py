@@ -1,7 +1,9 @@
+from datetime import timedelta
+
 from pydantic import ByteSize, Field
 from pydantic_settings import SettingsConfigDict
 
-from eh_runtime.settings import ServiceSettings
+from eh_runtime.settings import Duration, ServiceSettings
 
 
 class CollectorSettings(ServiceSettings):
@@ -12,4 +14,15 @@ class CollectorSettings(ServiceSettings):
     port: int = Field(default=8001, ge=0, le=65535)
     max_body_bytes: ByteSize = Field(
         default=ByteSize(4 * 2**20), description="Largest request body accepted (413 above), e.g. 4MiB."
+    )
+    max_clock_skew: Duration = Field(
+        default=timedelta(minutes=5),
+        description="How far in the future an event's timestamp may be before it is rejected.",
+    )
+    heartbeat_timeout: Duration = Field(
+        default=timedelta(seconds=30),
+        description="A node without a heartbeat for this long becomes offline (heartbeat_timeout).",
+    )
+    ingest_concurrency: int = Field(
+        default=256, ge=1, description="NATS ingestion requests handled at once; more wait in NATS."
     )

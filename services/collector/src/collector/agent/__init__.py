@@ -1,0 +1,1 @@
+"""The host agent, `python -m collector agent`: reports the machine it runs on to a collector."""

@@ -1,0 +1,91 @@
+"""`POST /api/v1/nodes/{node_id}/heartbeat`: a node says it is alive, optionally with its metrics."""
+
+from typing import Annotated, Any
+
+import pydantic_core
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import Response
+from nats.errors import Error as NatsError
+from pydantic import AfterValidator, BaseModel, ConfigDict, IPvAnyAddress, TypeAdapter, ValidationError
+
+from collector.deps import HeartbeatsDep, IngestorDep, SettingsDep
+from collector.intake import Intake
+from collector.routes import RETRY_AFTER_SECONDS, json_response, read_body
+from eh_contracts.payloads import NodeMetrics
+from eh_contracts.records import parse_record
+from eh_contracts.subjects import validate_resource_id
+from eh_runtime.event_publisher import StoreUnavailable
+from eh_runtime.service import error_detail
+
+
+class HeartbeatBody(BaseModel):
+    """Everything optional: an empty body is a heartbeat too."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    ip: IPvAnyAddress | None = None
+    metrics: NodeMetrics | None = None
+
+
+_BODY = TypeAdapter(HeartbeatBody)
+
+NodeId = Annotated[str, Path(description="The node's resource id"), AfterValidator(validate_resource_id)]
+
+router = APIRouter(prefix="/api/v1", tags=["heartbeats"])
+
+
+@router.post(
+    "/nodes/{node_id}/heartbeat",
+    status_code=202,
+    summary="Record a node heartbeat",
+    description=(
+        "The first heartbeat of a node, or the first after it went offline, stores a `node_status` "
+        "event offline/unknown → online (reason `heartbeat_received`, details `ip` and "
+        "`last_heartbeat`). `metrics` (the `data` of a `node_metrics` event) is stored as a "
+        "`node_metrics` event. Without a heartbeat for COLLECTOR_HEARTBEAT_TIMEOUT the node becomes "
+        "offline (reason `heartbeat_timeout`)."
+    ),
+    responses={422: {"description": "Invalid node id or body"}, 503: {"description": "NATS unavailable"}},
+)
+async def heartbeat(
+    node_id: NodeId, request: Request, settings: SettingsDep, heartbeats: HeartbeatsDep, ingestor: IngestorDep
+) -> Response:
+    body = await read_body(request, int(settings.max_body_bytes))
+    try:
+        beat = _BODY.validate_json(body) if body.strip() else HeartbeatBody()
+    except ValidationError as error:
+        detail = [
+            error_detail(e["loc"], str(e["msg"]).removeprefix("Value error, "), e["type"])
+            for e in error.errors(include_url=False)
+        ]
+        return json_response({"detail": detail}, 422)
+    ip = str(beat.ip) if beat.ip is not None else None
+    try:
+        transition = await heartbeats.beat(node_id, ip)
+    except (StoreUnavailable, NatsError, TimeoutError) as error:
+        reason = f"heartbeat not recorded: {type(error).__name__}: {error}; retry"
+        return json_response({"detail": reason}, 503, {"Retry-After": RETRY_AFTER_SECONDS})
+    answer: dict[str, Any] = {
+        "node_id": node_id,
+        "state": transition.state,
+        "transition": {"status": transition.status, "seq": transition.seq},
+    }
+    if transition.error:
+        answer["transition"]["error"] = transition.error
+    status = 503 if transition.status == "failed" else 202
+    if beat.metrics is not None:
+        event = parse_record(
+            pydantic_core.to_json(
+                {
+                    "event": "node_metrics",
+                    "resource_id": node_id,
+                    "data": beat.metrics.model_dump(mode="json", exclude_unset=True),
+                }
+            )
+        )
+        (result,) = await ingestor.ingest(Intake(single=True, events={0: event}))
+        answer["metrics"] = result.as_json(single=True)
+        if result.status == "failed":
+            status = 503
+    headers = {"Retry-After": RETRY_AFTER_SECONDS} if status == 503 else None
+    return json_response(answer, status, headers)

@@ -1,0 +1,149 @@
+"""From validated events to stored ones, with one result per event: the path every input takes.
+
+HTTP bodies, NATS requests and heartbeats all end here. Status events (node, pipeline, container)
+go through the resource states, which store only real transitions; every other event is published
+as it is, in atomic batches.
+"""
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, Literal
+
+from nats.errors import Error as NatsError
+
+from collector.intake import Intake, reject_future, reject_oversized
+from collector.resource_states import STATE_FIELDS, ResourceStates, TransitionResult
+from eh_contracts.envelope import FieldError
+from eh_contracts.records import EventRecord
+from eh_runtime.event_publisher import EventPublisher, StoreUnavailable
+from eh_runtime.service import error_detail
+
+EventStatus = Literal["stored", "duplicate", "unchanged", "invalid", "failed"]
+ACCEPTED: Final = frozenset({"stored", "duplicate", "unchanged"})
+
+# Room for the headers a stored event is sent with (id, TTL, batch headers).
+_HEADER_ALLOWANCE: Final = 512
+
+
+# Not frozen: a frozen dataclass's __init__ costs microseconds, and there is one per event.
+@dataclass(slots=True)
+class EventResult:
+    """What became of one event of a request.
+
+    - `stored`: new in the stream, at `seq`;
+    - `duplicate`: its id was already stored (at `seq`), nothing stored again;
+    - `unchanged`: a status report that repeats the current state (`seq`: the event that made it);
+    - `invalid`: `errors` says why, nothing stored;
+    - `failed`: JetStream did not acknowledge it (`error`); retry with the same id.
+    """
+
+    index: int
+    status: EventStatus
+    id: str | None = None
+    seq: int | None = None
+    error: str | None = None
+    errors: tuple[FieldError, ...] = ()
+
+    @property
+    def accepted(self) -> bool:
+        return self.status in ACCEPTED
+
+    def as_json(self, *, single: bool = False) -> dict[str, Any]:
+        result: dict[str, Any] = {"index": self.index, "status": self.status}
+        if self.id is not None:
+            result["id"] = self.id
+        if self.seq is not None:
+            result["seq"] = self.seq
+        if self.error is not None:
+            result["error"] = self.error
+        if self.errors:
+            result["errors"] = [
+                error_detail(e.loc if single else (self.index, *e.loc), e.message, e.type)
+                for e in self.errors
+            ]
+        return result
+
+
+def from_transition(index: int, event_id: str, result: TransitionResult) -> EventResult:
+    return EventResult(index, result.status, event_id, result.seq, result.error)
+
+
+def _runs(events: dict[int, EventRecord]) -> list[tuple[bool, dict[int, EventRecord]]]:
+    """The events in index order, cut into runs of transitions and runs of other events."""
+    runs: list[tuple[bool, dict[int, EventRecord]]] = []
+    for index in sorted(events):
+        is_transition = events[index].event in STATE_FIELDS
+        if not runs or runs[-1][0] != is_transition:
+            runs.append((is_transition, {}))
+        runs[-1][1][index] = events[index]
+    return runs
+
+
+class Ingestor:
+    """Stores the valid events of an intake and says, per event, what became of it."""
+
+    def __init__(self, publisher: EventPublisher, states: ResourceStates, max_clock_skew: timedelta) -> None:
+        self.publisher = publisher
+        self.states = states
+        self.max_clock_skew = max_clock_skew
+
+    async def ingest(self, intake: Intake) -> list[EventResult]:
+        """One result per event of the intake (valid or not), in index order."""
+        reject_future(intake, now=datetime.now(UTC), max_skew=self.max_clock_skew)
+        payloads = {i: e.to_json() for i, e in intake.events.items()}
+        reject_oversized(intake, payloads, self.publisher.max_payload - _HEADER_ALLOWANCE)
+        results: dict[int, EventResult] = {
+            index: EventResult(index, "invalid", errors=tuple(errors))
+            for index, errors in intake.rejected.items()
+        }
+        # Runs of consecutive events of one kind, one after the other: the stream gets the request's
+        # order (status events of different resources within one run are stored concurrently).
+        for is_transition, run in _runs(intake.events):
+            if is_transition:
+                results.update(await self._transitions(run))
+            else:
+                results.update(await self._publish(run, payloads))
+        return [results[index] for index in sorted(results)]
+
+    async def _publish(
+        self, events: dict[int, EventRecord], payloads: dict[int, bytes]
+    ) -> dict[int, EventResult]:
+        if not events:
+            return {}
+        indexes = list(events)
+        messages = [self.publisher.message(events[i], payloads[i]) for i in indexes]
+        try:
+            outcomes = await self.publisher.publish_messages(messages)
+        except StoreUnavailable as error:
+            return {i: EventResult(i, "failed", events[i].id, error=str(error)) for i in indexes}
+        results = {}
+        for index, outcome in zip(indexes, outcomes, strict=True):
+            event_id = events[index].id
+            if outcome.ack is None:
+                results[index] = EventResult(index, "failed", event_id, error=outcome.error)
+            else:
+                status: EventStatus = "duplicate" if outcome.ack.duplicate else "stored"
+                results[index] = EventResult(index, status, event_id, outcome.ack.seq)
+        return results
+
+    async def _transitions(self, events: dict[int, EventRecord]) -> dict[int, EventResult]:
+        """Each resource's reports in request order; different resources concurrently."""
+        by_resource: dict[tuple[str, str], list[int]] = defaultdict(list)
+        for index, event in events.items():
+            by_resource[(STATE_FIELDS[event.event].kind, event.resource_id)].append(index)
+
+        async def one_resource(indexes: Iterable[int]) -> list[EventResult]:
+            results = []
+            for index in indexes:
+                try:
+                    outcome = await self.states.apply(events[index])
+                except (StoreUnavailable, NatsError, TimeoutError) as error:
+                    outcome = TransitionResult("failed", None, None, f"{type(error).__name__}: {error}")
+                results.append(from_transition(index, events[index].id, outcome))
+            return results
+
+        per_resource = await asyncio.gather(*(one_resource(ix) for ix in by_resource.values()))
+        return {result.index: result for results in per_resource for result in results}

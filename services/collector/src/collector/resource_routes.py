@@ -1,0 +1,74 @@
+"""`GET /api/v1/resources/{kind}[/{id}]`: the current state of the farm, and where the stream stands.
+
+`stream_seq` is the last sequence of the EVENTS stream, read *before* the states. A transition is
+claimed in the state bucket before its event is stored, so every transition stored up to
+`stream_seq` is in the answer: a dashboard draws the farm from it, then opens the SSE stream with
+`Last-Event-ID: <stream_seq>` and misses nothing (a transition may arrive that it already has:
+applying it again changes nothing).
+"""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Path
+from fastapi.responses import Response
+from nats.errors import Error as NatsError
+from pydantic import AfterValidator
+
+from collector.deps import ServiceDep, StatesDep
+from collector.resource_states import ResourceKind
+from collector.routes import RETRY_AFTER_SECONDS, json_response
+from eh_contracts.subjects import validate_resource_id
+from eh_runtime.event_publisher import StoreUnavailable
+from eh_runtime.service import Service
+from eh_runtime.stream import EVENTS_STREAM
+
+ResourceIdPath = Annotated[str, Path(description="The resource id"), AfterValidator(validate_resource_id)]
+
+router = APIRouter(prefix="/api/v1", tags=["resources"])
+
+
+async def _stream_seq(service: Service) -> int:
+    info = await service.nats.jetstream().stream_info(EVENTS_STREAM)
+    return int(info.state.last_seq)
+
+
+@router.get(
+    "/resources/{kind}",
+    summary="Current state of every node, pipeline or container",
+    responses={422: {"description": "Unknown kind"}, 503: {"description": "NATS unavailable"}},
+)
+async def list_resources(kind: ResourceKind, service: ServiceDep, states: StatesDep) -> Response:
+    try:
+        stream_seq = await _stream_seq(service)
+        resources = await states.list(kind)
+    except (StoreUnavailable, NatsError, TimeoutError) as error:
+        return _unavailable(error)
+    body: dict[str, Any] = {
+        "kind": kind,
+        "stream_seq": stream_seq,
+        "resources": [state.public() for state in resources],
+    }
+    return json_response(body, 200)
+
+
+@router.get(
+    "/resources/{kind}/{resource_id}",
+    summary="Current state of one node, pipeline or container",
+    responses={404: {"description": "No state known"}, 422: {"description": "Invalid kind or id"}},
+)
+async def get_resource(
+    kind: ResourceKind, resource_id: ResourceIdPath, service: ServiceDep, states: StatesDep
+) -> Response:
+    try:
+        stream_seq = await _stream_seq(service)
+        state = await states.get(kind, resource_id)
+    except (StoreUnavailable, NatsError, TimeoutError) as error:
+        return _unavailable(error)
+    if state is None:
+        raise HTTPException(404, f"no state known for {kind} {resource_id!r}")
+    return json_response({"kind": kind, "stream_seq": stream_seq, **state.public()}, 200)
+
+
+def _unavailable(error: Exception) -> Response:
+    detail = f"state store unavailable: {type(error).__name__}: {error}"
+    return json_response({"detail": detail}, 503, {"Retry-After": RETRY_AFTER_SECONDS})
