@@ -5,7 +5,9 @@ from datetime import UTC, datetime, timedelta
 from alert_evaluator.rules import RuleSet
 from alert_evaluator.rules_file import parse_rules
 
-T0 = datetime(2024, 3, 20, 10, 0, tzinfo=UTC)
+# Test timelines start now: event time is global, and the evaluator's own system_log events
+# (stamped with the real clock) move it too. Settings allow events up to an hour ahead.
+T0 = datetime.now(UTC).replace(second=0, microsecond=0)
 
 CPU_RULE = """
   - name: high_cpu

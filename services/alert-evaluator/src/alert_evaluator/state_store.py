@@ -67,6 +67,10 @@ class AlertStateStore:
         self._stored_keys: set[str] = set()
 
     @property
+    def is_open(self) -> bool:
+        return self._kv is not None
+
+    @property
     def kv(self) -> KeyValue:
         if self._kv is None:
             raise RuntimeError("the state bucket is not open yet")
