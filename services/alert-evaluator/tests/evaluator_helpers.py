@@ -9,11 +9,11 @@ from typing import Any
 import httpx
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
+from rules_helpers import iso
 
 from alert_evaluator.settings import EvaluatorSettings
 from eh_runtime.settings import NatsSettings
 from eh_runtime.stream import EVENTS_STREAM
-from rules_helpers import iso
 
 
 def settings_for(nats_url: str, rules_file: Path, **overrides: Any) -> EvaluatorSettings:
@@ -98,9 +98,23 @@ async def wait_for(
             current = await status(client)
         except httpx.HTTPError:
             current = {}
-        if (committed is None or current.get("committed", 0) >= committed) and (
-            role is None or current.get("role") == role
+        if (
+            current
+            and (committed is None or current.get("committed", 0) >= committed)
+            and (role is None or current.get("role") == role)
         ):
             return current
         await asyncio.sleep(0.05)
     raise AssertionError(f"evaluator did not reach committed={committed} role={role}: {current}")
+
+
+async def wait_for_events(
+    js: JetStreamContext, subject: str, count: int, timeout: float = 10.0
+) -> list[dict[str, Any]]:
+    """The stored events on `subject`, once there are at least `count` of them."""
+    deadline = time.monotonic() + timeout
+    while True:
+        events = await stored(js, subject)
+        if len(events) >= count or time.monotonic() > deadline:
+            return events
+        await asyncio.sleep(0.05)

@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from alert_evaluator.conditions import CompiledCondition, compile_condition
 from eh_contracts.envelope import EVENT_MODELS
 from eh_contracts.event_types import EventType
 from eh_contracts.payloads import AlertLevel, Payload
-from eh_runtime.settings import Duration
+from eh_runtime.settings import parse_duration
 
 RULE_NAME_PATTERN: Final = r"^[a-z0-9][a-z0-9_-]{0,47}$"
 
@@ -40,6 +40,20 @@ STATE_EVENT_TYPES: Final = frozenset({"node_status", "pipeline_status", "contain
 PLACEHOLDERS: Final = frozenset({"resource_id", "value", "threshold", "duration", "rule"})
 
 Never = Literal["never"]
+
+
+def _duration(value: Any) -> Any:
+    if value == "never" or isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return timedelta(seconds=value)
+    parsed = parse_duration(value)
+    if not isinstance(parsed, timedelta):
+        raise ValueError(f"expected a duration such as 90s, 5m or 2h, not {value!r}")
+    return parsed
+
+
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
 
 
 class _Strict(BaseModel):

@@ -15,7 +15,7 @@ from typing import Any, Final
 
 import structlog
 from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import KeyNotFoundError
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from alert_evaluator.alert_state import AlertEntry
@@ -86,7 +86,12 @@ class AlertStateStore:
             storage=StorageType.FILE,
             replicas=self._replicas,
         )
-        self._kv = await ensure_key_value(js, config)
+        try:
+            # Once created, the bucket's stream differs from a fresh KeyValueConfig (atomic batches
+            # are on), so an existing bucket is opened, not "created" again.
+            self._kv = await js.key_value(BUCKET)
+        except BucketNotFoundError:
+            self._kv = await ensure_key_value(js, config)
         await enable_atomic_batches(js, BUCKET)
         return self._kv
 
