@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from rules_helpers import CPU_RULE, rules
 
 from alert_evaluator.app import create_app
 from alert_evaluator.conditions import ConditionError, compile_condition
@@ -13,7 +14,6 @@ from alert_evaluator.rules import render
 from alert_evaluator.rules_file import RulesFileError, load_rules_file, parse_rules
 from alert_evaluator.settings import DEFAULT_RULES_FILE, EvaluatorSettings
 from eh_contracts.payloads import ContainerStatus, NodeMetrics, NodeStatus
-from rules_helpers import CPU_RULE, rules
 
 BAD_FILE = """\
 defaults: {staleness: 2m}
@@ -97,9 +97,10 @@ def test_duplicates_missing_fields_and_broken_yaml_are_reported():
         problems("rules:\n  - name: x\n    name: y\n")[0] == "line 3, rule 'y', field 'name': duplicate key"
     )
     assert problems("rules: [\n") == [
-        "line 2: not valid YAML: while parsing a flow node expected the node content, but found '<stream end>'"
+        "line 2: not valid YAML: while parsing a flow node expected the node content, "
+        "but found '<stream end>'"
     ]
-    assert problems("") == ["line 1: expected a mapping with a 'rules' list (and optional 'defaults')"]
+    assert problems("") == ["file: expected a mapping with a 'rules' list (and optional 'defaults')"]
     assert problems(
         "rules:\n  - name: x\n    event: system_alert\n    condition: level == 'x'\n"
         "    level: info\n    category: c\n    title: t\n    message: m\n"
