@@ -117,14 +117,14 @@ def test_container_rule_needs_a_non_zero_exit_code():
     assert fired.value == 137
 
 
-def test_changes_report_new_updated_and_removed_alerts_once():
+def test_changes_report_each_changed_resource_with_its_alerts_once():
     engine = AlertEngine(rules(CPU_RULE))
     feed(engine, [(0, 85)])
-    ((resource, rule, entry),) = engine.take_changes()
-    assert (resource, rule, entry.phase) == ("node-001", "high_cpu", Phase.PENDING)
+    ((resource, (entry,)),) = engine.take_changes()
+    assert (resource, entry.rule, entry.phase) == ("node-001", "high_cpu", Phase.PENDING)
     assert engine.take_changes() == []
     feed(engine, [(1, 10)])
-    assert engine.take_changes() == [("node-001", "high_cpu", None)]
+    assert engine.take_changes() == [("node-001", [])]
 
 
 def test_restored_state_continues_where_it_stopped():

@@ -131,6 +131,10 @@ class CompiledCondition:
     value: Getter
     threshold: Value | tuple[Value, ...]
     fields: tuple[str, ...]
+    ordering: tuple[str, str] | None = None
+    """(watched expression, operator) when the whole condition is `<expression> <op> <number>` with
+    an ordering operator (> >= < <=): rules of that shape on the same expression are evaluated
+    together, one value and one bisection for all their thresholds."""
 
 
 def compile_condition(text: str, model: type[BaseModel]) -> CompiledCondition:
@@ -151,7 +155,17 @@ def compile_condition(text: str, model: type[BaseModel]) -> CompiledCondition:
         threshold = main.right.value
     else:
         threshold = _describe(main.right)
-    return CompiledCondition(text, holds, _present(value), threshold, tuple(sorted(compiler.fields)))
+    ordering = None
+    if (
+        isinstance(tree, Comparison)
+        and tree.op in (">", ">=", "<", "<=")
+        and isinstance(tree.right, Literal_)
+        and not isinstance(tree.right.value, str)
+    ):
+        ordering = (_describe(tree.left), tree.op)
+    return CompiledCondition(
+        text, holds, _present(value), threshold, tuple(sorted(compiler.fields)), ordering
+    )
 
 
 def _main_comparison(tree: Cond) -> Comparison:

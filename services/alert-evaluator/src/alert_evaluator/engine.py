@@ -10,7 +10,8 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from alert_evaluator.alert_state import AlertEntry, Phase, Transition, advance, observe, resolution, schedule
-from alert_evaluator.rules import RuleSet
+from alert_evaluator.rule_index import index_rules
+from alert_evaluator.rules import AlertRule, RuleSet
 
 
 class AlertEngine:
@@ -18,12 +19,13 @@ class AlertEngine:
         self, rules: RuleSet, entries: Iterable[AlertEntry] = (), watermark: float = -math.inf
     ) -> None:
         self.rules = rules
+        self._index = index_rules(rules)
         self.watermark = watermark
         """The latest event time seen: timed transitions up to it have been applied."""
         self.late_samples = 0
         # resource id → rule name → entry: one lookup per event, then one per rule.
         self._entries: dict[str, dict[str, AlertEntry]] = {}
-        self._dirty: set[tuple[str, str]] = set()
+        self._dirty: set[str] = set()  # resource ids whose alerts changed
         self._next_due = math.inf
         for entry in entries:
             self._entries.setdefault(entry.resource_id, {})[entry.rule] = entry
@@ -53,27 +55,49 @@ class AlertEngine:
         """Apply one event (event time `at`) to every rule of its type."""
         if at > self.watermark:
             self.watermark = at
-        rules = self.rules.by_type.get(event_type)
-        if not rules:
+        rules = self._index.get(event_type)
+        if rules is None:
             return []
         out: list[Transition] = []
         by_rule = self._entries.get(resource_id)
-        for rule in rules:
+        for group in rules.groups:
+            value = group.value(data)
+            if value is None:
+                continue  # no data for any rule of the group
+            start, stop = group.holding(value)
+            group_rules = group.rules
+            for i in range(start, stop):
+                self._sample(group_rules[i], resource_id, at, True, value, out)
+            if by_rule:
+                # alerts under way whose condition no longer holds
+                position = group.position
+                for name in list(by_rule):
+                    i = position.get(name, -1)
+                    if i >= 0 and not start <= i < stop:
+                        self._sample(group_rules[i], resource_id, at, False, value, out)
+            by_rule = self._entries.get(resource_id)
+        for rule in rules.others:
             condition = rule.condition
             holds = condition.holds(data)
             if holds is None:
                 continue  # no data for this rule in this event
-            entry = by_rule.get(rule.name) if by_rule else None
-            if entry is None and not holds:
+            if not holds and (by_rule is None or rule.name not in by_rule):
                 continue  # the common case: nothing under way, nothing starts
-            if entry is not None and at < entry.last_seen:
-                self.late_samples += 1
-                continue
-            updated = observe(entry, rule, resource_id, at, holds, condition.value(data), out)
-            self._store(resource_id, rule.name, updated)
-            if updated is not None:
-                by_rule = self._entries[resource_id]
+            self._sample(rule, resource_id, at, holds, condition.value(data), out)
+            by_rule = self._entries.get(resource_id)
         return out
+
+    def _sample(
+        self, rule: AlertRule, resource_id: str, at: float, holds: bool, value: Any, out: list[Transition]
+    ) -> None:
+        by_rule = self._entries.get(resource_id)
+        entry = by_rule.get(rule.name) if by_rule else None
+        if entry is None and not holds:
+            return
+        if entry is not None and at < entry.last_seen:
+            self.late_samples += 1
+            return
+        self._store(resource_id, rule.name, observe(entry, rule, resource_id, at, holds, value, out))
 
     def advance(self, now: float) -> list[Transition]:
         """Move event time to `now`: fire, expire and resolve what is due before it."""
@@ -99,20 +123,20 @@ class AlertEngine:
     def replace_rules(self, rules: RuleSet) -> list[Transition]:
         """Use `rules` from now on, keeping the state of every rule that is still there."""
         old_rules, self.rules = self.rules, rules
+        self._index = index_rules(rules)
         out = self._drop_orphans(old_rules)
         self._next_due = math.inf
         for entry in self:
             schedule(entry, rules.by_name[entry.rule])
-            self._dirty.add((entry.resource_id, entry.rule))
             self._next_due = min(self._next_due, entry.due)
         return out
 
-    def take_changes(self) -> list[tuple[str, str, AlertEntry | None]]:
-        """(resource id, rule, entry or None when inactive) for each alert changed since the last call."""
+    def take_changes(self) -> list[tuple[str, list[AlertEntry]]]:
+        """(resource id, its alerts under way; empty: none) for each resource changed since the last call."""
         changes = []
-        for resource_id, rule in self._dirty:
+        for resource_id in self._dirty:
             by_rule = self._entries.get(resource_id)
-            changes.append((resource_id, rule, by_rule.get(rule) if by_rule else None))
+            changes.append((resource_id, list(by_rule.values()) if by_rule else []))
         self._dirty.clear()
         return changes
 
@@ -121,7 +145,7 @@ class AlertEngine:
         return len(self._dirty)
 
     def _store(self, resource_id: str, rule: str, entry: AlertEntry | None) -> None:
-        self._dirty.add((resource_id, rule))
+        self._dirty.add(resource_id)
         if entry is None:
             by_rule = self._entries.get(resource_id)
             if by_rule is not None:

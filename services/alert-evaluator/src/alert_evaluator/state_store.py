@@ -1,11 +1,15 @@
-"""Alert state in the JetStream key-value bucket `ALERT_EVALUATOR`: one key per pending or firing
-alert, a checkpoint (stream position and event-time watermark), and the replicas' lease.
+"""Alert state in the JetStream key-value bucket `ALERT_EVALUATOR`.
 
-Every commit writes the changed alerts and the new checkpoint in one atomic batch, so the stored
-state always belongs to exactly the stored position: after a crash the evaluator reloads it and
-resumes from that position, neither re-firing nor forgetting an alert. The checkpoint write
-expects the revision this replica last wrote: once another replica has claimed the checkpoint,
-an old holder's commit is refused as a whole.
+One key per resource with alerts under way holds its pending and firing alerts as one record (a
+node in trouble updates a dozen alerts per sample: one write instead of a dozen keeps commits
+small); a checkpoint key holds the stream position and event-time watermark; a lease key says
+which replica is active.
+
+Every commit writes the changed resources and the new checkpoint in one atomic batch, so the
+stored state always belongs to exactly the stored position: after a crash the evaluator reloads
+it and resumes from that position, neither re-firing nor forgetting an alert. The checkpoint
+write expects the revision this replica last wrote: once another replica has claimed the
+checkpoint, an old holder's commit is refused as a whole.
 """
 
 import json
@@ -53,10 +57,10 @@ class Checkpoint:
         return json.dumps({"seq": self.seq, "watermark": watermark, "replica": replica}).encode()
 
 
-def entry_key(rule: str, resource_id: str) -> str:
+def resource_key(resource_id: str) -> str:
     # Key tokens allow [-/_=.A-Za-z0-9]; resource ids may hold ':', which '=' stands for
     # ('=' is not allowed in resource ids, so the mapping is one to one).
-    return f"{_ENTRY_PREFIX}{rule}.{resource_id.replace(':', '=')}"
+    return f"{_ENTRY_PREFIX}{resource_id.replace(':', '=')}"
 
 
 class AlertStateStore:
@@ -120,7 +124,7 @@ class AlertStateStore:
                 if update is None:
                     break  # the watcher's end of the initial values
                 try:
-                    entries.append(AlertEntry.from_record(json.loads(update.value or b"")))
+                    entries += [AlertEntry.from_record(r) for r in json.loads(update.value or b"")]
                     self._stored_keys.add(update.key)
                 except (ValueError, KeyError, TypeError) as error:
                     log.warning("unreadable alert state skipped", key=update.key, error=str(error))
@@ -139,21 +143,22 @@ class AlertStateStore:
     async def commit(
         self,
         checkpoint: Checkpoint,
-        changes: list[tuple[str, str, AlertEntry | None]],
+        changes: list[tuple[str, list[AlertEntry]]],
         seq: int,
         watermark: float,
         replica: str,
     ) -> Checkpoint:
-        """Store the changed alerts (None: no longer under way) and the new position, atomically.
+        """Store the alerts of each changed resource (none left: the key goes) and the new position,
+        atomically.
 
         Raises:
             CheckpointTaken: another replica claimed the checkpoint; nothing was stored.
         """
         writes = []
-        for resource_id, rule, entry in changes:
-            key = entry_key(rule, resource_id)
-            if entry is not None:
-                writes.append(KeyWrite(key, json.dumps(entry.to_record()).encode()))
+        for resource_id, entries in changes:
+            key = resource_key(resource_id)
+            if entries:
+                writes.append(KeyWrite(key, json.dumps([e.to_record() for e in entries]).encode()))
                 self._stored_keys.add(key)
             elif key in self._stored_keys:
                 writes.append(KeyWrite(key, None))
