@@ -17,9 +17,7 @@ engine alone (decoded events, no NATS) is reported too.
 import argparse
 import asyncio
 import json
-import math
 import random
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -150,7 +148,9 @@ async def evaluator(url: str, last_seq: int) -> tuple[float, dict[str, object]]:
     loop = EvaluationLoop(settings, connection, parse_rules(rules_yaml()))
     started = time.perf_counter()
     loop.start()
-    while loop.status()["committed"] < last_seq:  # type: ignore[operator]
+    while True:
+        if loop.committed >= last_seq:
+            break
         await asyncio.sleep(0.01)
     elapsed = time.perf_counter() - started
     status = loop.status()
@@ -199,10 +199,7 @@ async def main() -> None:
     print(f"engine    AlertEngine.observe, decoded input: {engine_rate:10,.0f} events/s ({engine_s:.2f} s)")
     print(f"ratio evaluator / baseline: {eval_rate / base_rate:.2f}")
     print(f"alert events published: {alerts}; under way at the end: {status['alerts']}")
-    print(f"samples per rule evaluation: {count * RULES:,} conditions in {eval_s:.2f} s "
-          f"({eval_s / (count * RULES) * 1e9:,.0f} ns each, end to end)")
-    if not math.isfinite(eval_rate):
-        sys.exit(1)
+    print(f"per event, end to end: {eval_s / count * 1e6:.0f} µs for {RULES} rules")
 
 
 if __name__ == "__main__":

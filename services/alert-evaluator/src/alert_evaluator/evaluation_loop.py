@@ -132,6 +132,11 @@ class EvaluationLoop:
         self._logs.append(log_event(level, message, self.settings.replica_id, context))
 
     @property
+    def committed(self) -> int:
+        """The stream sequence up to which the stored state is complete."""
+        return self._checkpoint.seq
+
+    @property
     def replica_id(self) -> str:
         return self.settings.replica_id
 
@@ -146,7 +151,7 @@ class EvaluationLoop:
             "replica": self.replica_id,
             "role": self.role,
             "position": self.position,
-            "committed": self._checkpoint.seq,
+            "committed": self.committed,
             "watermark": None if math.isinf(watermark) else _iso(watermark),
             "rules": {
                 "source": self.rules.source,
