@@ -55,3 +55,15 @@ def at(minutes: float) -> float:
 
 def iso(minutes: float) -> str:
     return (T0 + timedelta(minutes=minutes)).isoformat().replace("+00:00", "Z")
+
+
+DEFAULT_RULE_NAMES = {
+    "high_cpu",
+    "high_memory",
+    "disk_almost_full",
+    "gpu_overheating",
+    "node_offline",
+    "pipeline_failed",
+    "container_failed",
+}
+"""What the packaged default rules file must hold: the seed's example and the issue's list."""

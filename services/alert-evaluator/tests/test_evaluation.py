@@ -11,9 +11,10 @@ from evaluator_helpers import (
     wait_for_events,
     write_rules,
 )
-from rules_helpers import CONTAINER_RULE, CPU_RULE, OFFLINE_RULE, at, iso
+from rules_helpers import CONTAINER_RULE, CPU_RULE, DEFAULT_RULE_NAMES, OFFLINE_RULE, at, iso
 
 from alert_evaluator.app import create_app
+from eh_contracts.examples import SEED_EXAMPLES
 from eh_devtools.pytest_plugin import serving, store_event
 
 pytestmark = pytest.mark.nats
@@ -46,18 +47,9 @@ async def test_fires_after_the_duration_not_before_then_resolves_once(nats_url, 
             "event": "system_alert",
             "timestamp": iso(5),
             "resource_id": "high_cpu:node-001",
-            "data": {
-                "level": "warning",
-                "category": "resource",
-                "title": "High CPU Usage",
-                "message": "Node node-001 CPU usage is above 80%",
-                "source": "node-001",
-                "details": {"threshold": 80.0, "current_value": 85.0, "duration": "5m"},
-                "actions": [{"type": "scale_up", "target": "node-001", "params": {"cpu_limit": 100}}],
-                "state": "firing",
-                "rule": "high_cpu",
-                "started_at": iso(5),
-            },
+            # the seed design's own example, field for field, plus the alert's life-cycle fields
+            "data": SEED_EXAMPLES["system_alert"]["data"]
+            | {"state": "firing", "rule": "high_cpu", "started_at": iso(5)},
         }
 
         seq = await store_all(js, [node_metrics("node-001", m, 99) for m in (6, 7, 8)])
@@ -117,14 +109,7 @@ async def test_the_default_rules_include_the_seed_example_and_the_state_rules(
             "title": "High CPU Usage",
             "fields": None,
         }
-        assert {
-            "high_memory",
-            "disk_almost_full",
-            "gpu_overheating",
-            "node_offline",
-            "pipeline_failed",
-            "container_failed",
-        } <= by_name.keys()
+        assert by_name.keys() >= DEFAULT_RULE_NAMES
         seq = await store_event(js, status_event("pipeline_status", "pipe-1", 0, new_status="failed"))
         await wait_for(client, committed=seq)
         assert summary(await stored(js)) == [("pipeline_failed:pipe-1", "firing", iso(0))]

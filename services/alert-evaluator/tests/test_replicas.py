@@ -11,7 +11,16 @@ import time
 
 import httpx
 import pytest
-from evaluator_helpers import node_metrics, settings_for, status, stored, summary, wait_for, write_rules
+from evaluator_helpers import (
+    node_metrics,
+    settings_for,
+    status,
+    status_event,
+    stored,
+    summary,
+    wait_for,
+    write_rules,
+)
 from rules_helpers import CPU_RULE, OFFLINE_RULE, iso
 
 from alert_evaluator.app import create_app
@@ -23,24 +32,8 @@ from eh_runtime.settings import NatsSettings
 pytestmark = pytest.mark.nats
 
 
-def offline(node: str, minute: float) -> dict:
-    return {
-        "event": "node_status",
-        "resource_id": node,
-        "timestamp": iso(minute),
-        "id": f"{node}-off-{minute}",
-        "data": {"new_state": "offline"},
-    }
-
-
-def online(node: str, minute: float) -> dict:
-    return {
-        "event": "node_status",
-        "resource_id": node,
-        "timestamp": iso(minute),
-        "id": f"{node}-on-{minute}",
-        "data": {"new_state": "online"},
-    }
+def node_state(node: str, minute: float, state: str) -> dict:
+    return status_event("node_status", node, minute, new_state=state)
 
 
 async def test_a_standby_takes_over_when_the_active_replica_stops(nats_url, js, events_stream, tmp_path):
@@ -57,7 +50,7 @@ async def test_a_standby_takes_over_when_the_active_replica_stops(nats_url, js, 
         await wait_for(replicas["b"], role="standby")
         # pending CPU on node-2 and a firing alert on node-1 when the active replica goes away
         seq = 0
-        for event in [offline("node-1", 0), *(node_metrics("node-2", m, 95) for m in range(3))]:
+        for event in [node_state("node-1", 0, "offline"), *(node_metrics("node-2", m, 95) for m in range(3))]:
             seq = await store_event(js, event)
         await wait_for(replicas["a"], committed=seq)
         assert (await status(replicas["b"]))["lease_holder"]["replica"] == "a"
@@ -67,7 +60,10 @@ async def test_a_standby_takes_over_when_the_active_replica_stops(nats_url, js, 
         await wait_for(replicas["b"], role="active", timeout=5)
         assert time.monotonic() - started < 3  # a graceful stop hands over at once, not after the TTL
 
-        for event in [online("node-1", 4), *(node_metrics("node-2", m, 95) for m in range(3, 6))]:
+        for event in [
+            node_state("node-1", 4, "online"),
+            *(node_metrics("node-2", m, 95) for m in range(3, 6)),
+        ]:
             seq = await store_event(js, event)
         await wait_for(replicas["b"], committed=seq)
         assert summary(await stored(js)) == [
@@ -149,13 +145,16 @@ async def test_two_replicas_one_killed_the_other_continues_without_duplicates(
         standby = next(name for name in roles if name != active)
 
         seq = 0
-        for event in [offline("node-1", 0), *(node_metrics("node-2", m, 95) for m in range(3))]:
+        for event in [node_state("node-1", 0, "offline"), *(node_metrics("node-2", m, 95) for m in range(3))]:
             seq = await store_event(js, event)
         await wait_for(clients[active], committed=seq)
 
         processes[active].send_signal(signal.SIGKILL)  # no lease release, no goodbye
         processes[active].wait(10)
-        for event in [online("node-1", 4), *(node_metrics("node-2", m, 95) for m in range(3, 6))]:
+        for event in [
+            node_state("node-1", 4, "online"),
+            *(node_metrics("node-2", m, 95) for m in range(3, 6)),
+        ]:
             seq = await store_event(js, event)
         started = time.monotonic()
         await wait_for(clients[standby], role="active", committed=seq, timeout=10)

@@ -347,26 +347,24 @@ def _membership(left: Getter, choices: frozenset[Value]) -> Predicate:
 
 
 def _all(parts: tuple[Predicate, ...]) -> Predicate:
-    def every(data: Data) -> bool | None:
-        unknown = False
-        for part in parts:
-            result = part(data)
-            if result is False:
-                return False
-            unknown = unknown or result is None
-        return None if unknown else True
-
-    return every
+    return _logical(parts, deciding=False)
 
 
 def _any(parts: tuple[Predicate, ...]) -> Predicate:
-    def some(data: Data) -> bool | None:
+    return _logical(parts, deciding=True)
+
+
+def _logical(parts: tuple[Predicate, ...], deciding: bool) -> Predicate:
+    """`and` (one False decides) or `or` (one True decides), with None for "no data": a part that
+    is unknown makes the whole unknown unless another part decides."""
+
+    def combine(data: Data) -> bool | None:
         unknown = False
         for part in parts:
             result = part(data)
-            if result is True:
-                return True
+            if result is deciding:
+                return deciding
             unknown = unknown or result is None
-        return None if unknown else False
+        return None if unknown else not deciding
 
-    return some
+    return combine

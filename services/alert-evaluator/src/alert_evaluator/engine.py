@@ -16,10 +16,16 @@ from alert_evaluator.rules import AlertRule, RuleSet
 
 class AlertEngine:
     def __init__(
-        self, rules: RuleSet, entries: Iterable[AlertEntry] = (), watermark: float = -math.inf
+        self,
+        rules: RuleSet,
+        entries: Iterable[AlertEntry] = (),
+        watermark: float = -math.inf,
+        *,
+        group_thresholds: bool = True,
     ) -> None:
         self.rules = rules
-        self._index = index_rules(rules)
+        self._group_thresholds = group_thresholds
+        self._index = index_rules(rules, group_thresholds=group_thresholds)
         self.watermark = watermark
         """The latest event time seen: timed transitions up to it have been applied."""
         self.late_samples = 0
@@ -123,7 +129,7 @@ class AlertEngine:
     def replace_rules(self, rules: RuleSet) -> list[Transition]:
         """Use `rules` from now on, keeping the state of every rule that is still there."""
         old_rules, self.rules = self.rules, rules
-        self._index = index_rules(rules)
+        self._index = index_rules(rules, group_thresholds=self._group_thresholds)
         out = self._drop_orphans(old_rules)
         self._next_due = math.inf
         for entry in self:

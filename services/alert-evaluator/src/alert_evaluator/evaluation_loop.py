@@ -227,7 +227,8 @@ class EvaluationLoop:
         self._checkpoint = await self._store.claim(checkpoint, self.replica_id)
         engine = self.engine = AlertEngine(self.rules, entries, checkpoint.watermark)
         self.position = checkpoint.seq
-        self._clock_anchor = None
+        watermark = checkpoint.watermark
+        self._clock_anchor = None if math.isinf(watermark) else (watermark, time.monotonic())
         await self._commit(engine.start(), [])
         js = self._connection.jetstream()
         first = await position_consumer(
