@@ -38,7 +38,9 @@ def create_app(settings: EvaluatorSettings | None = None) -> FastAPI:
         loop.start()
 
     async def evaluating() -> str | None:
-        if loop.role in ("active", "standby"):
+        # Starting and taking over are steps of a healthy replica; recovering from an error
+        # (NATS trouble, a missing stream) is not ready.
+        if loop.role in ("starting", "activating", "active", "standby"):
             return None
         return f"evaluation loop {loop.role}" + (f": {loop.last_error}" if loop.last_error else "")
 
