@@ -58,6 +58,7 @@ ContainerState = Literal[
     "created", "running", "paused", "restarting", "stopped", "exited", "removed", "dead", "unknown"
 ]
 AlertLevel = Literal["info", "warning", "error", "critical"]
+AlertState = Literal["firing", "resolved"]
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 
 
@@ -256,6 +257,13 @@ class SystemAlert(Payload):
     source: str | None = None
     details: AlertDetails | None = None
     actions: list[AlertAction] = Field(default_factory=list)
+    state: AlertState | None = Field(
+        default=None,
+        description="For alerts from rules: `firing` when it starts, `resolved` when it ends; "
+        "both carry the same resource id (the alert id) and `started_at`.",
+    )
+    rule: str | None = Field(default=None, description="Name of the rule that raised the alert.")
+    started_at: UtcDatetime | None = Field(default=None, description="When the alert started firing.")
 
 
 # --- system_log ------------------------------------------------------------------------------

@@ -1,13 +1,20 @@
 """`python -m alert_evaluator`: serve on ALERT_EVALUATOR_HOST:ALERT_EVALUATOR_PORT (default 0.0.0.0:8002)."""
 
 from alert_evaluator.app import create_app
+from alert_evaluator.rules_file import RulesFileError
 from alert_evaluator.settings import EvaluatorSettings
 from eh_runtime.serve import run
 from eh_runtime.settings import load_settings
 
 
 def main() -> None:
-    run(create_app(load_settings(EvaluatorSettings)))
+    settings = load_settings(EvaluatorSettings)
+    try:
+        app = create_app(settings)
+    except RulesFileError as error:
+        # One line per problem, no traceback: the evaluator does not start half-configured.
+        raise SystemExit(str(error)) from None
+    run(app)
 
 
 if __name__ == "__main__":

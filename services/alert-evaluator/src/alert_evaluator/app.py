@@ -1,16 +1,69 @@
-"""The alert-evaluator: so far a service shell (NATS connection, health, metrics); rules come next."""
+"""The alert-evaluator: rules over the event stream, publishing `system_alert` events."""
 
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator
+
+import structlog
 from fastapi import FastAPI
 
+from alert_evaluator.evaluation_loop import EvaluationLoop
+from alert_evaluator.routes import router
+from alert_evaluator.rules_file import load_rules_file
 from alert_evaluator.settings import EvaluatorSettings
+from eh_runtime.connection import NatsConnection
 from eh_runtime.service import Service
 
 SERVICE_NAME = "alert-evaluator"
 
+log = structlog.get_logger(__name__)
+
 
 def create_app(settings: EvaluatorSettings | None = None) -> FastAPI:
-    service = Service(SERVICE_NAME, settings or EvaluatorSettings())
-    return service.create_app(
+    """The service app. The rules file is read here: a bad one raises `RulesFileError` before
+    anything starts."""
+    settings = settings or EvaluatorSettings()
+    rules = load_rules_file(settings.rules_file)
+    service = Service(SERVICE_NAME, settings)
+    loop = EvaluationLoop(settings, service.nats, rules)
+    log.info("rules loaded", file=rules.source, rules=len(rules.rules), checksum=rules.checksum)
+    loop.record(
+        "info",
+        f"rules loaded from {rules.source}: {len(rules.rules)} rule(s)",
+        {"file": rules.source, "checksum": rules.checksum, "rules": sorted(r.name for r in rules.rules)},
+    )
+
+    async def start_loop(_connection: NatsConnection) -> None:
+        loop.start()
+
+    async def evaluating() -> str | None:
+        # Starting and taking over are steps of a healthy replica; recovering from an error
+        # (NATS trouble, a missing stream) is not ready.
+        if loop.role in ("starting", "activating", "active", "standby"):
+            return None
+        return f"evaluation loop {loop.role}" + (f": {loop.last_error}" if loop.last_error else "")
+
+    service.on_connect(start_loop)
+    service.add_readiness_check("evaluation", evaluating)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        event_loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not on the main thread
+            event_loop.add_signal_handler(signal.SIGHUP, loop.request_reload)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                event_loop.remove_signal_handler(signal.SIGHUP)
+            await loop.stop(settings.shutdown_timeout.total_seconds())
+
+    app = service.create_app(
         title="Event Handler alert-evaluator",
         description="Evaluates alert rules over the event stream and publishes system_alert events.",
+        routers=[router],
+        lifespan=lifespan,
     )
+    app.state.evaluation_loop = loop
+    return app

@@ -1,0 +1,197 @@
+"""Alert state in the JetStream key-value bucket `ALERT_EVALUATOR`.
+
+One key per resource with alerts under way holds its pending and firing alerts as one record (a
+node in trouble updates a dozen alerts per sample: one write instead of a dozen keeps commits
+small); a checkpoint key holds the stream position and event-time watermark; a lease key says
+which replica is active.
+
+Every commit writes the changed resources and the new checkpoint in one atomic batch, so the
+stored state always belongs to exactly the stored position: after a crash the evaluator reloads
+it and resumes from that position, neither re-firing nor forgetting an alert. The checkpoint
+write expects the revision this replica last wrote: once another replica has claimed the
+checkpoint, an old holder's commit is refused as a whole.
+"""
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, Final
+
+import structlog
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError
+from nats.js.kv import KeyValue
+
+from alert_evaluator.alert_state import AlertEntry
+from eh_runtime.connection import NatsConnection
+from eh_runtime.kv import ensure_key_value
+from eh_runtime.kv_batch import (
+    MAX_BATCH_WRITES,
+    BatchRejected,
+    KeyWrite,
+    enable_atomic_batches,
+    write_atomically,
+)
+
+log = structlog.get_logger(__name__)
+
+BUCKET: Final = "ALERT_EVALUATOR"
+CHECKPOINT_KEY: Final = "checkpoint"
+LEASE_KEY: Final = "lease"
+_ENTRY_PREFIX: Final = "alert."
+_LOAD_TIMEOUT_SECONDS: Final = 10.0
+
+
+class CheckpointTaken(Exception):
+    """Another replica wrote the checkpoint: this one no longer owns the state."""
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    seq: int  # last stream sequence whose effects are in the stored state (0: none yet)
+    watermark: float  # event time reached (-inf: none yet)
+    revision: int  # KV revision of the checkpoint key (0: never written)
+
+    def record(self, replica: str) -> bytes:
+        watermark = None if math.isinf(self.watermark) else self.watermark
+        return json.dumps({"seq": self.seq, "watermark": watermark, "replica": replica}).encode()
+
+
+def resource_key(resource_id: str) -> str:
+    # Key tokens allow [-/_=.A-Za-z0-9]; resource ids may hold ':', which '=' stands for
+    # ('=' is not allowed in resource ids, so the mapping is one to one).
+    return f"{_ENTRY_PREFIX}{resource_id.replace(':', '=')}"
+
+
+class AlertStateStore:
+    def __init__(self, connection: NatsConnection, replicas: int) -> None:
+        self._connection = connection
+        self._replicas = replicas
+        self._kv: KeyValue | None = None
+        self._stored_keys: set[str] = set()
+
+    @property
+    def is_open(self) -> bool:
+        return self._kv is not None
+
+    @property
+    def kv(self) -> KeyValue:
+        if self._kv is None:
+            raise RuntimeError("the state bucket is not open yet")
+        return self._kv
+
+    async def open(self) -> KeyValue:
+        """Create the bucket if needed (file storage, one value per key, atomic batches)."""
+        js = self._connection.jetstream()
+        config = KeyValueConfig(
+            bucket=BUCKET,
+            description="alert-evaluator: pending and firing alerts, checkpoint, lease",
+            history=1,
+            storage=StorageType.FILE,
+            replicas=self._replicas,
+        )
+        try:
+            # Once created, the bucket's stream differs from a fresh KeyValueConfig (atomic batches
+            # are on), so an existing bucket is opened, not "created" again.
+            self._kv = await js.key_value(BUCKET)
+        except BucketNotFoundError:
+            self._kv = await ensure_key_value(js, config)
+        await enable_atomic_batches(js, BUCKET)
+        return self._kv
+
+    async def load(self) -> tuple[Checkpoint, list[AlertEntry]]:
+        """The stored checkpoint and every stored alert."""
+        kv = self.kv
+        try:
+            stored = await kv.get(CHECKPOINT_KEY)
+            record = json.loads(stored.value or b"{}")
+            watermark = record.get("watermark")
+            checkpoint = Checkpoint(
+                int(record.get("seq", 0)),
+                -math.inf if watermark is None else float(watermark),
+                stored.revision or 0,
+            )
+        except KeyNotFoundError as missing:
+            # A removed key still has a revision (its marker) until the marker expires.
+            revision = missing.entry.revision if missing.entry is not None else 0
+            checkpoint = Checkpoint(0, -math.inf, revision or 0)
+        entries: list[AlertEntry] = []
+        self._stored_keys.clear()
+        watcher = await kv.watch(f"{_ENTRY_PREFIX}>", ignore_deletes=True)
+        try:
+            while True:
+                update = await watcher.updates(timeout=_LOAD_TIMEOUT_SECONDS)  # type: ignore[no-untyped-call]
+                if update is None:
+                    break  # the watcher's end of the initial values
+                try:
+                    entries += [AlertEntry.from_record(r) for r in json.loads(update.value or b"")]
+                    self._stored_keys.add(update.key)
+                except (ValueError, KeyError, TypeError) as error:
+                    log.warning("unreadable alert state skipped", key=update.key, error=str(error))
+        finally:
+            await watcher.stop()  # type: ignore[no-untyped-call]
+        return checkpoint, entries
+
+    async def claim(self, checkpoint: Checkpoint, replica: str) -> Checkpoint:
+        """Rewrite the checkpoint as this replica's: from now on, an earlier holder cannot commit.
+
+        Raises:
+            CheckpointTaken: someone else wrote it since it was loaded.
+        """
+        return await self._write([], checkpoint, checkpoint.seq, checkpoint.watermark, replica)
+
+    async def commit(
+        self,
+        checkpoint: Checkpoint,
+        changes: list[tuple[str, list[AlertEntry]]],
+        seq: int,
+        watermark: float,
+        replica: str,
+    ) -> Checkpoint:
+        """Store the alerts of each changed resource (none left: the key goes) and the new position,
+        atomically.
+
+        Raises:
+            CheckpointTaken: another replica claimed the checkpoint; nothing was stored.
+        """
+        writes = []
+        for resource_id, entries in changes:
+            key = resource_key(resource_id)
+            if entries:
+                writes.append(KeyWrite(key, json.dumps([e.to_record() for e in entries]).encode()))
+                self._stored_keys.add(key)
+            elif key in self._stored_keys:
+                writes.append(KeyWrite(key, None))
+                self._stored_keys.discard(key)
+        return await self._write(writes, checkpoint, seq, watermark, replica)
+
+    async def _write(
+        self, writes: list[KeyWrite], checkpoint: Checkpoint, seq: int, watermark: float, replica: str
+    ) -> Checkpoint:
+        timeout = self._connection.settings.request_timeout.total_seconds()
+        client = self._connection.client
+        # One atomic batch holds up to 1000 messages. The evaluation loop commits well before
+        # that; only a mass change (a reload removing thousands of alerts) needs several
+        # batches, and then only the last one, with the checkpoint, is fenced.
+        room = MAX_BATCH_WRITES - 1
+        while len(writes) > room:
+            log.warning("alert state commit split into several batches", writes=len(writes))
+            await write_atomically(client, BUCKET, writes[:room], timeout)
+            writes = writes[room:]
+        new = Checkpoint(seq, watermark, 0)
+        fenced = KeyWrite(CHECKPOINT_KEY, new.record(replica), expected_revision=checkpoint.revision)
+        try:
+            revision = await write_atomically(client, BUCKET, [*writes, fenced], timeout)
+        except BatchRejected as error:
+            if error.wrong_revision:
+                raise CheckpointTaken(str(error)) from None
+            raise
+        return Checkpoint(seq, watermark, revision)
+
+    async def lease_holder(self) -> dict[str, Any] | None:
+        try:
+            stored = await self.kv.get(LEASE_KEY)
+        except KeyNotFoundError:
+            return None
+        holder: dict[str, Any] = json.loads(stored.value or b"{}")
+        return holder
