@@ -2,11 +2,14 @@
 Kubernetes schemas offline, and checked against what the services actually run, serve and read."""
 
 import re
+from pathlib import Path
 
 import kubernetes_validate
 import pytest
 from pydantic import ByteSize, TypeAdapter
 
+import alert_evaluator
+from alert_evaluator.rules_file import load_rules_file, parse_rules
 from eh_devtools.manifests import (
     VALUE_FROM_CLUSTER,
     check_nats_config,
@@ -269,6 +272,12 @@ def test_alert_rules_come_from_a_config_map_mounted_into_the_evaluator(overlay, 
     (mount,) = [m for m in evaluator.containers[0]["volumeMounts"] if m["name"] == volume["name"]]
     assert mount["mountPath"] == "/etc/event-handler/rules"
     assert mount["readOnly"] is True
+    (variable,) = [e for e in evaluator.containers[0]["env"] if e["name"] == "ALERT_EVALUATOR_RULES_FILE"]
+    assert variable["value"] == "/etc/event-handler/rules/rules.yaml"
+    # The evaluator itself accepts the rules, and they are the rules it ships with.
+    shipped = parse_rules(rules["data"]["rules.yaml"].encode(), "k8s/base/alert-evaluator/rules.yaml")
+    default = load_rules_file(Path(alert_evaluator.__file__).parent / "default_rules.yaml")
+    assert [rule.name for rule in shipped.rules] == [rule.name for rule in default.rules]
 
 
 def test_secrets_are_referenced_never_committed_and_documented(overlay, readme):
