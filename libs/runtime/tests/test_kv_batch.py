@@ -2,8 +2,9 @@ import pytest
 from nats.js.api import KeyValueConfig
 from nats.js.errors import KeyNotFoundError
 
+from eh_runtime.atomic_batch import BatchRejected
 from eh_runtime.kv import ensure_key_value
-from eh_runtime.kv_batch import BatchRejected, KeyWrite, enable_atomic_batches, write_atomically
+from eh_runtime.kv_batch import KeyWrite, enable_atomic_batches, write_atomically
 
 pytestmark = pytest.mark.nats
 

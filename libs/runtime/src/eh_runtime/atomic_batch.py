@@ -29,6 +29,8 @@ ATOMIC_BATCH_MAX: Final = 1000
 
 ERR_DUPLICATE_IN_BATCH: Final = 10201
 ERR_BATCH_DISABLED: Final = 10174
+ERR_WRONG_LAST_SEQUENCE: Final = frozenset({10071, 10164})
+"""A write's expected last sequence (a key-value revision) did not match: another writer won."""
 
 _NO_RESPONDERS: Final = "503"
 
@@ -52,6 +54,11 @@ class BatchRejected(Exception):
         self.code = code
         self.description = description
         super().__init__(f"{description} (JetStream error {code})" if code else description)
+
+    @property
+    def wrong_revision(self) -> bool:
+        """A write's expected revision did not match: someone else wrote that key."""
+        return self.code in ERR_WRONG_LAST_SEQUENCE
 
 
 class AtomicBatchSender:

@@ -19,14 +19,12 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import Header
 
-MAX_BATCH_WRITES: Final = 1000
-"""The server's limit on messages in one atomic batch."""
+from eh_runtime.atomic_batch import ATOMIC_BATCH_MAX, BatchRejected
 
+MAX_BATCH_WRITES: Final = ATOMIC_BATCH_MAX
 REMOVAL_MARKER_TTL: Final = "60s"
 """A removed key leaves a purge marker (it replaces the key's value); the marker expires after this,
 so keys that existed once do not accumulate in the bucket forever."""
-
-_WRONG_LAST_SEQUENCE: Final = frozenset({10071, 10164})
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,19 +38,6 @@ class KeyWrite:
     key: str
     value: bytes | None
     expected_revision: int | None = None
-
-
-class BatchRejected(Exception):
-    """JetStream refused the batch; nothing of it was stored."""
-
-    def __init__(self, description: str, err_code: int | None) -> None:
-        super().__init__(description)
-        self.err_code = err_code
-
-    @property
-    def wrong_revision(self) -> bool:
-        """A write's expected revision did not match: someone else wrote that key."""
-        return self.err_code in _WRONG_LAST_SEQUENCE
 
 
 async def enable_atomic_batches(js: JetStreamContext, bucket: str) -> None:
@@ -99,5 +84,6 @@ async def write_atomically(client: Client, bucket: str, writes: Sequence[KeyWrit
     answer = json.loads(reply.data)
     error = answer.get("error")
     if error:
-        raise BatchRejected(str(error.get("description", error)), error.get("err_code"))
+        code = error.get("err_code")
+        raise BatchRejected(code if isinstance(code, int) else None, str(error.get("description", error)))
     return int(answer["seq"])

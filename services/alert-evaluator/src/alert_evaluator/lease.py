@@ -20,11 +20,10 @@ from nats.js.api import Header
 from nats.js.errors import APIError, KeyWrongLastSequenceError
 
 from alert_evaluator.state_store import BUCKET, LEASE_KEY
+from eh_runtime.atomic_batch import ERR_WRONG_LAST_SEQUENCE
 from eh_runtime.connection import NatsConnection
 
 log = structlog.get_logger(__name__)
-
-_WRONG_LAST_SEQUENCE = frozenset({10071, 10164})
 
 
 class LeaseLost(Exception):
@@ -80,7 +79,7 @@ class Lease:
                     msg_ttl=self.ttl,
                 )
             except APIError as error:
-                if error.err_code in _WRONG_LAST_SEQUENCE:
+                if error.err_code in ERR_WRONG_LAST_SEQUENCE:
                     self._lose("another replica holds the lease")
                     return
                 self._check_expiry(error)

@@ -23,11 +23,11 @@ from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from alert_evaluator.alert_state import AlertEntry
+from eh_runtime.atomic_batch import BatchRejected
 from eh_runtime.connection import NatsConnection
 from eh_runtime.kv import ensure_key_value
 from eh_runtime.kv_batch import (
     MAX_BATCH_WRITES,
-    BatchRejected,
     KeyWrite,
     enable_atomic_batches,
     write_atomically,
