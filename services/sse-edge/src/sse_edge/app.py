@@ -9,6 +9,8 @@ from fastapi import FastAPI
 
 from eh_runtime.connection import NatsConnection
 from eh_runtime.service import Service
+from sse_edge.client_sweeper import sweep_clients
+from sse_edge.connection_limits import ConnectionLimits
 from sse_edge.fanout import FanoutIndex
 from sse_edge.history_routes import router as history_router
 from sse_edge.live_feed import LiveFeed
@@ -24,7 +26,7 @@ log = structlog.get_logger(__name__)
 def create_app(settings: EdgeSettings | None = None) -> FastAPI:
     settings = settings or EdgeSettings()
     service = Service(SERVICE_NAME, settings)
-    index = FanoutIndex()
+    index = FanoutIndex(int(settings.client_buffer_bytes))
     feed = LiveFeed(index)
 
     async def start_feed(connection: NatsConnection) -> None:
@@ -39,10 +41,16 @@ def create_app(settings: EdgeSettings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         closer = asyncio.create_task(_close_clients_on_stop(service, index))
+        sweeper = asyncio.create_task(
+            sweep_clients(
+                index, settings.heartbeat_interval.total_seconds(), settings.send_timeout.total_seconds()
+            )
+        )
         try:
             yield
         finally:
             closer.cancel()
+            sweeper.cancel()
 
     app = service.create_app(
         title="Event Handler SSE edge",
@@ -51,6 +59,11 @@ def create_app(settings: EdgeSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.fanout = index
+    app.state.connection_limits = ConnectionLimits(
+        settings.max_connections,
+        settings.max_connections_per_address,
+        retry_after_seconds=int(settings.retry.total_seconds()) or 1,
+    )
     app.state.history = StreamHistory(service.nats.client, service.nats.jetstream())
     app.state.live_feed = feed
     return app

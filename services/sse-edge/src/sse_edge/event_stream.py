@@ -7,36 +7,38 @@ per event, and write everything ready in one `send`.
 
 import asyncio
 import random
+import time
+import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 import structlog
-from prometheus_client import Counter, Gauge
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from sse_edge.fanout import ClientClosed, ClientStream, FanoutIndex
+from sse_edge.client_stream import ClientClosed, ClientStream
+from sse_edge.edge_metrics import (
+    BYTES_WRITTEN,
+    CONNECTIONS,
+    CONNECTIONS_CLOSED,
+    CONNECTIONS_OPENED,
+    DELIVERY_LAG,
+    EVENTS_DELIVERED,
+)
+from sse_edge.fanout import FanoutIndex
 from sse_edge.sse import HEARTBEAT_FRAME, control_frame, retry_frame
 
 log = structlog.get_logger(__name__)
-
-CONNECTIONS = Gauge("eventhandler_edge_connections", "SSE clients connected now.")
-CONNECTIONS_CLOSED = Counter(
-    "eventhandler_edge_connections_closed",
-    "SSE streams ended, by reason (disconnected, overflow, shutdown, send_timeout).",
-    ["reason"],
-)
-BYTES_WRITTEN = Counter("eventhandler_edge_bytes_written", "Bytes written to SSE clients.")
 
 SSE_HEADERS: Final = {
     # Proxies (nginx) must pass every frame through at once, not buffer or cache the stream.
     "cache-control": "no-cache",
     "x-accel-buffering": "no",
 }
-
-
-class SendTimeout(Exception):
-    """The client did not take a write in time: its socket is stalled."""
+# Level 1: each client has its own compressor, so its cost is paid per client per write; the
+# fastest level keeps most of the gain on repetitive JSON.
+_GZIP_LEVEL: Final = 1
+_GZIP_WBITS: Final = 16 + zlib.MAX_WBITS
 
 
 class EventStreamResponse(Response):
@@ -51,39 +53,47 @@ class EventStreamResponse(Response):
         *,
         opening: bytes,
         replay: Callable[[ClientStream], Awaitable[None]],
-        heartbeat_seconds: float,
-        send_timeout_seconds: float,
+        gzip: bool,
         shutdown_retry_ms: tuple[int, int],
+        on_close: Callable[[], None],
     ) -> None:
         self.client = client
         self.index = index
         self.opening = opening
         self.replay = replay
-        self.heartbeat_seconds = heartbeat_seconds
-        self.send_timeout_seconds = send_timeout_seconds
         self.shutdown_retry_ms = shutdown_retry_ms
+        self.on_close = on_close
         self.status_code = 200
         self.background = None
-        self.init_headers(SSE_HEADERS)
+        self._compressor = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, _GZIP_WBITS) if gzip else None
+        headers = dict(SSE_HEADERS)
+        if gzip:
+            headers |= {"content-encoding": "gzip", "vary": "accept-encoding"}
+        self.init_headers(headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         client = self.client
+        client.abort = self._abort_for(receive)
         # The route registered the client in the index before it read the stream's end; from
         # here on the replay fills the history queue and the pump writes what is ready.
         CONNECTIONS.inc()
+        CONNECTIONS_OPENED.inc()
         watcher = asyncio.create_task(self._watch_disconnect(receive))
         replay = asyncio.create_task(self._run_replay())
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             await self._write(send, self.opening)
             await self._pump(send)
-        except SendTimeout:
-            client.close("send_timeout")
-            log.warning(
-                "sse client stalled, disconnected", peer=client.peer, timeout_s=self.send_timeout_seconds
-            )
+        except asyncio.CancelledError:
+            if client.close_reason != "send_timeout":
+                raise
+            # The sweeper cancelled a write stuck on a stalled socket (no transport to abort).
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
         finally:
             self.index.remove(client)
+            self.on_close()
             replay.cancel()
             watcher.cancel()
             CONNECTIONS.dec()
@@ -92,20 +102,24 @@ class EventStreamResponse(Response):
     async def _pump(self, send: Send) -> None:
         client = self.client
         while client.close_reason is None:
-            if not client.wake.is_set():
-                try:
-                    async with asyncio.timeout(self.heartbeat_seconds):
-                        await client.wake.wait()
-                except TimeoutError:
-                    await self._write(send, HEARTBEAT_FRAME)
-                    continue
-            if client.close_reason is None:
-                await self._write(send, client.take())
-        if client.close_reason == "disconnected":
+            chunk, count, oldest = client.take()
+            if chunk:
+                await self._write(send, chunk)
+                if count:
+                    EVENTS_DELIVERED.inc(count)
+                    DELIVERY_LAG.observe(time.time() - oldest)
+            elif client.heartbeat_due:
+                client.heartbeat_due = False
+                await self._write(send, HEARTBEAT_FRAME)
+            else:
+                client.park()
+                await client.wake.wait()
+        if client.close_reason in ("disconnected", "send_timeout"):
             return
-        # Whatever was queued still goes out, in order, before the control event that ends it.
+        # Queued history still goes out, in order, before the control event that ends it.
         farewell = client.farewell or self._farewell(client.close_reason)
-        await self._write(send, client.take() + farewell)
+        chunk, _, _ = client.take()
+        await self._write(send, chunk + farewell, final=True)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     def _farewell(self, reason: str) -> bytes:
@@ -122,15 +136,20 @@ class EventStreamResponse(Response):
             )
         return b""
 
-    async def _write(self, send: Send, chunk: bytes) -> None:
+    async def _write(self, send: Send, chunk: bytes, *, final: bool = False) -> None:
         if not chunk:
             return
-        try:
-            async with asyncio.timeout(self.send_timeout_seconds):
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        except TimeoutError:
-            raise SendTimeout from None
+        client = self.client
         BYTES_WRITTEN.inc(len(chunk))
+        if self._compressor is not None:
+            # A sync flush after every write: compression must never hold an event back.
+            chunk = self._compressor.compress(chunk) + self._compressor.flush(
+                zlib.Z_FINISH if final else zlib.Z_SYNC_FLUSH
+            )
+        client.write_started = now = time.monotonic()
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        client.write_started = 0.0
+        client.last_write = now
 
     async def _run_replay(self) -> None:
         try:
@@ -147,3 +166,18 @@ class EventStreamResponse(Response):
             if message["type"] == "http.disconnect":
                 self.client.close("disconnected")
                 return
+
+    @staticmethod
+    def _abort_for(receive: Receive) -> Callable[[], object]:
+        """How the sweeper ends a stalled connection.
+
+        Under uvicorn, `receive` is a method of the request cycle that owns the socket's transport;
+        aborting it frees the socket and its buffers at once (a graceful close would wait for a
+        reader that does not read). Elsewhere, cancel the write.
+        """
+        transport = getattr(getattr(receive, "__self__", None), "transport", None)
+        if isinstance(transport, asyncio.BaseTransport) and hasattr(transport, "abort"):
+            return transport.abort  # type: ignore[no-any-return]
+        writer = asyncio.current_task()
+        assert writer is not None
+        return writer.cancel

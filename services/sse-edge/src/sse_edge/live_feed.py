@@ -10,22 +10,22 @@ from typing import Final
 import structlog
 from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy
-from prometheus_client import Counter, Gauge
 
+from eh_contracts.event_types import EventType
 from eh_contracts.subjects import ALL_EVENTS_SUBJECT
 from eh_runtime.connection import NatsConnection
 from eh_runtime.stream import EVENTS_STREAM
+from sse_edge.edge_metrics import FEED_EVENTS, FEED_LAG, FEED_LAST_SEQ
 from sse_edge.fanout import FanoutIndex
+from sse_edge.filter_group import FramedEvent
 from sse_edge.sse import event_frame
+from sse_edge.stream_history import delivery_info
 
 log = structlog.get_logger(__name__)
 
-FEED_EVENTS = Counter("eventhandler_edge_feed_events", "Events received by this edge's live feed.")
-FEED_LAST_SEQ = Gauge(
-    "eventhandler_edge_feed_last_sequence", "Stream sequence of the last event received live."
-)
-
 _SUBJECT_PREFIX: Final = "events."
+# Samples where only the newest per resource matters to a client that cannot keep up.
+CONFLATABLE_TYPES: Final = frozenset({EventType.NODE_METRICS.value, EventType.CONTAINER_METRICS.value})
 
 
 class LiveFeed:
@@ -55,12 +55,19 @@ class LiveFeed:
         log.info("live feed subscribed", subject=ALL_EVENTS_SUBJECT, stream=EVENTS_STREAM)
 
     async def _on_message(self, msg: Msg) -> None:
-        seq = msg.metadata.sequence.stream
         subject = msg.subject
         if not subject.startswith(_SUBJECT_PREFIX):
             return
+        seq, stored_ns, pending = delivery_info(msg.reply)
         event_type, _, resource_id = subject[len(_SUBJECT_PREFIX) :].partition(".")
         self.last_seq = seq
         FEED_EVENTS.inc()
         FEED_LAST_SEQ.set(seq)
-        self._index.publish(event_type, resource_id, seq, event_frame(seq, event_type, msg.data))
+        FEED_LAG.set(pending)
+        event = FramedEvent(
+            seq,
+            event_frame(seq, event_type, msg.data),
+            subject if event_type in CONFLATABLE_TYPES else None,
+            stored_ns / 1e9,
+        )
+        self._index.publish(event_type, resource_id, event)

@@ -21,7 +21,7 @@ import asyncio
 from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 
-from sse_edge.fanout import ClientStream
+from sse_edge.client_stream import ClientStream
 from sse_edge.sse import control_frame, event_frame
 from sse_edge.stream_history import StreamBounds, StreamHistory
 from sse_edge.stream_query import StreamQuery

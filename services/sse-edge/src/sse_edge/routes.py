@@ -7,14 +7,16 @@ from fastapi import APIRouter, Header, HTTPException, Query, Request
 from nats.errors import Error as NatsError
 
 from eh_runtime.service import Service
+from sse_edge.client_stream import ClientStream
+from sse_edge.connection_limits import ConnectionLimits
 from sse_edge.event_stream import EventStreamResponse
-from sse_edge.fanout import ClientStream, FanoutIndex
+from sse_edge.fanout import FanoutIndex
 from sse_edge.filters import subject_filter_from_query
 from sse_edge.replay import Replay
 from sse_edge.settings import EdgeSettings
 from sse_edge.sse import control_frame, retry_frame
 from sse_edge.stream_history import StreamHistory
-from sse_edge.stream_query import MAX_REPLAY_LIMIT, parse_last_event_id, stream_query
+from sse_edge.stream_query import MAX_REPLAY_LIMIT, StreamQuery, parse_last_event_id, stream_query
 
 log = structlog.get_logger(__name__)
 
@@ -34,7 +36,11 @@ SSE_RESPONSE_DOC: dict[int | str, dict[str, Any]] = {
     },
     400: {"description": "Last-Event-ID is not a sequence number, or lies beyond the stream's end"},
     422: {"description": "A query parameter is invalid; `detail` names it"},
-    503: {"description": "The event store is unreachable; retry after Retry-After"},
+    429: {"description": "This client address holds the most streams it may; retry after Retry-After"},
+    503: {
+        "description": "The event store is unreachable, or this edge holds its maximum of streams; "
+        "retry after Retry-After"
+    },
 }
 
 Filter = Annotated[list[str], Query(description="Repeated or comma-separated. None: all.")]
@@ -74,8 +80,6 @@ async def stream_events(
 ) -> EventStreamResponse:
     service: Service = request.app.state.service
     settings: EdgeSettings = service.settings  # type: ignore[assignment]
-    index: FanoutIndex = request.app.state.fanout
-    history: StreamHistory = request.app.state.history
     query = stream_query(
         subject_filter_from_query(type, resource_id, settings.max_filter_values),
         start_time=start_time,
@@ -84,6 +88,22 @@ async def stream_events(
         resume_after=parse_last_event_id(last_event_id_header, last_event_id),
     )
     peer = request.client.host if request.client else "unknown"
+    limits: ConnectionLimits = request.app.state.connection_limits
+    limits.admit(peer)
+    try:
+        return await _open_stream(request, settings, query, peer, gzip=_accepts_gzip(request, settings))
+    except BaseException:
+        limits.release(peer)
+        raise
+
+
+async def _open_stream(
+    request: Request, settings: EdgeSettings, query: StreamQuery, peer: str, *, gzip: bool
+) -> EventStreamResponse:
+    service: Service = request.app.state.service
+    index: FanoutIndex = request.app.state.fanout
+    history: StreamHistory = request.app.state.history
+    limits: ConnectionLimits = request.app.state.connection_limits
     client = ClientStream(query.filter, int(settings.client_buffer_bytes), peer, query.window)
     # Registered before the stream's end is read: every later event reaches the live queue.
     index.add(client)
@@ -112,10 +132,21 @@ async def stream_events(
         index,
         opening=opening,
         replay=Replay(history, query, bounds, settings.time_skew),
-        heartbeat_seconds=settings.heartbeat_interval.total_seconds(),
-        send_timeout_seconds=settings.send_timeout.total_seconds(),
+        gzip=gzip,
         shutdown_retry_ms=(
             int(settings.retry.total_seconds() * 1000),
             int(settings.shutdown_spread.total_seconds() * 1000),
         ),
+        on_close=lambda: limits.release(peer),
     )
+
+
+def _accepts_gzip(request: Request, settings: EdgeSettings) -> bool:
+    if not settings.gzip:
+        return False
+    offered = request.headers.get("accept-encoding", "")
+    for coding in offered.split(","):
+        name, _, params = coding.strip().partition(";")
+        if name.strip().lower() == "gzip":
+            return params.replace(" ", "") not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
+    return False

@@ -26,6 +26,16 @@ class EdgeSettings(ServiceSettings):
     max_filter_values: int = Field(
         default=500, ge=1, description="Most values one filter parameter (type, resource_id) may list."
     )
+    gzip: bool = Field(
+        default=True,
+        description="Compress streams for clients that send Accept-Encoding: gzip (flushed per write).",
+    )
+    max_connections: int = Field(
+        default=10_000, ge=1, description="Most event streams this edge process holds; beyond it, 503."
+    )
+    max_connections_per_address: int = Field(
+        default=200, ge=1, description="Most event streams one client address may hold; beyond it, 429."
+    )
     send_timeout: Duration = Field(
         default=timedelta(seconds=10),
         description="A client that takes no write for this long is stalled.",

@@ -242,11 +242,17 @@ def stream_position(reply: str) -> tuple[int, int]:
     V1: `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<dseq>.<ts>.<pending>`; V2 adds a domain
     and account hash after `ACK` and a random token at the end.
     """
+    seq, _, pending = delivery_info(reply)
+    return seq, pending
+
+
+def delivery_info(reply: str) -> tuple[int, int, int]:
+    """(stream sequence, stored at in epoch nanoseconds, pending count) from a reply subject."""
     if reply.count(".") == 8:
-        _, sseq, _, _, pending = reply.rsplit(".", 4)
+        _, sseq, _, stored_ns, pending = reply.rsplit(".", 4)
     else:
-        _, sseq, _, _, pending, _ = reply.rsplit(".", 5)
-    return int(sseq), int(pending)
+        _, sseq, _, stored_ns, pending, _ = reply.rsplit(".", 5)
+    return int(sseq), int(stored_ns), int(pending)
 
 
 def _collector(batch: list[StoredEvent], window: TimeWindow) -> EventSink:

@@ -1,0 +1,52 @@
+"""How many event streams one edge process holds, in all and per client address.
+
+A stream is cheap but not free (a socket, a task, up to a buffer of memory), and one misbehaving
+script that opens streams in a loop must not starve every dashboard. Over the global limit the edge
+answers 503 with `Retry-After`, so a load balancer or the browser tries another replica or later;
+over the per-address limit, 429.
+"""
+
+from fastapi import HTTPException
+
+from sse_edge.edge_metrics import CONNECTIONS_REJECTED
+
+
+class ConnectionLimits:
+    def __init__(self, max_total: int, max_per_address: int, retry_after_seconds: int) -> None:
+        self.max_total = max_total
+        self.max_per_address = max_per_address
+        self.retry_after = str(max(1, retry_after_seconds))
+        self.total = 0
+        self._by_address: dict[str, int] = {}
+
+    def admit(self, address: str) -> None:
+        """Count a new stream from `address`.
+
+        Raises:
+            HTTPException: 503 when the edge is full, 429 when this address has too many streams.
+        """
+        if self.total >= self.max_total:
+            CONNECTIONS_REJECTED.labels("edge_full").inc()
+            raise HTTPException(
+                503,
+                f"this edge holds its maximum of {self.max_total} event streams; retry later",
+                headers={"Retry-After": self.retry_after},
+            )
+        held = self._by_address.get(address, 0)
+        if held >= self.max_per_address:
+            CONNECTIONS_REJECTED.labels("address_full").inc()
+            raise HTTPException(
+                429,
+                f"{address} already holds {held} event streams, the most one address may open",
+                headers={"Retry-After": self.retry_after},
+            )
+        self.total += 1
+        self._by_address[address] = held + 1
+
+    def release(self, address: str) -> None:
+        self.total -= 1
+        held = self._by_address.get(address, 0) - 1
+        if held > 0:
+            self._by_address[address] = held
+        else:
+            self._by_address.pop(address, None)

@@ -1,0 +1,142 @@
+"""The frames one filter wants, kept once for every client with that filter.
+
+A thousand dashboards that all watch "everything" should cost one append per event, not a
+thousand. Clients with the same filter and time window form a `FilterGroup`: the live feed appends
+each wanted frame to the group's log once, and each client keeps only a position in it. A writer
+that wakes up takes everything from its position to the end in one piece; clients woken by the
+same events usually ask for the same range, so that piece is joined once and shared.
+
+The log is bounded: when it holds more than a client buffer (plus a quarter of slack, so that
+this check runs once per many events, not per event), every client more than a buffer behind is
+*spilled* (its metrics conflated into a private backlog, or cut off with `stream.overflow`), and the
+frames every remaining client has read are dropped.
+"""
+
+from bisect import bisect_right
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from eh_contracts.subjects import SubjectFilter
+from sse_edge.time_window import TimeWindow
+
+if TYPE_CHECKING:
+    from sse_edge.client_stream import ClientStream
+
+
+@dataclass(slots=True, frozen=True)
+class FramedEvent:
+    """A live event as every client receives it: framed once, shared by reference."""
+
+    seq: int
+    frame: bytes
+    conflation_key: str | None  # the subject, for types where only the latest per resource matters
+    stored_at: float  # epoch seconds JetStream stored it: the start of the delivery lag
+
+
+GroupKey = tuple[SubjectFilter, TimeWindow | None]
+
+
+class FilterGroup:
+    __slots__ = (
+        "_base",
+        "_base_bytes",
+        "_chunk",
+        "_chunk_range",
+        "_ends",
+        "_events",
+        "_frames",
+        "_parked",
+        "_total_bytes",
+        "_trim_at",
+        "clients",
+        "key",
+        "max_bytes",
+        "window",
+    )
+
+    def __init__(self, key: GroupKey, max_bytes: int) -> None:
+        self.key = key
+        window = key[1]
+        self.window = window if window is not None and window.bounded else None
+        self.max_bytes = max_bytes
+        self.clients: set[ClientStream] = set()
+        # Parallel lists, so that a range of frames is one slice and one join.
+        self._events: list[FramedEvent] = []
+        self._frames: list[bytes] = []
+        self._ends: list[int] = []  # bytes appended, in total, up to and including each frame
+        self._base = 0  # absolute position of _events[0]
+        self._base_bytes = 0  # bytes appended before _events[0]
+        self._total_bytes = 0
+        self._trim_at = max_bytes + max_bytes // 4
+        self._parked: list[ClientStream] = []
+        self._chunk_range = (0, 0)
+        self._chunk = b""
+
+    @property
+    def end(self) -> int:
+        """The absolute position after the last frame: where a client that has read it all is."""
+        return self._base + len(self._events)
+
+    @property
+    def last_seq(self) -> int:
+        return self._events[-1].seq if self._events else 0
+
+    def append(self, event: FramedEvent) -> None:
+        if self.window is not None and not self.window.contains(event.frame):
+            return
+        self._events.append(event)
+        self._frames.append(event.frame)
+        self._total_bytes += len(event.frame)
+        self._ends.append(self._total_bytes)
+        if self._parked:
+            parked = self._parked
+            self._parked = []
+            for client in parked:
+                client.parked = False
+                client.wake.set()
+        if self._total_bytes - self._base_bytes > self._trim_at:
+            self.trim()
+
+    def park(self, client: "ClientStream") -> None:
+        """Wake `client` at the next append (once: it parks again after writing)."""
+        if not client.parked:
+            client.parked = True
+            self._parked.append(client)
+
+    def pending_bytes(self, pos: int) -> int:
+        index = pos - self._base
+        before = self._base_bytes if index <= 0 else self._ends[index - 1]
+        return self._total_bytes - before
+
+    def events_from(self, pos: int) -> list[FramedEvent]:
+        return self._events[pos - self._base :]
+
+    def position_after(self, seq: int) -> int:
+        """The position of the first frame with a sequence above `seq`."""
+        return self._base + bisect_right(self._events, seq, key=_seq_of)
+
+    def read(self, pos: int) -> tuple[bytes, int, float]:
+        """Frames from `pos` to the end as one chunk, how many, and when the first was stored."""
+        end = self.end
+        if self._chunk_range != (pos, end):
+            self._chunk = b"".join(self._frames[pos - self._base :])
+            self._chunk_range = (pos, end)
+        return self._chunk, end - pos, self._events[pos - self._base].stored_at
+
+    def trim(self) -> None:
+        """Spill clients more than a buffer behind, then drop what every client has read."""
+        for client in list(self.clients):
+            if self.pending_bytes(client.pos) + client.backlog_bytes > self.max_bytes:
+                client.spill(self)
+        low = min((client.pos for client in self.clients), default=self.end)
+        drop = low - self._base
+        if drop > 0:
+            self._base_bytes = self._ends[drop - 1]
+            del self._events[:drop]
+            del self._frames[:drop]
+            del self._ends[:drop]
+            self._base = low
+
+
+def _seq_of(event: FramedEvent) -> int:
+    return event.seq
