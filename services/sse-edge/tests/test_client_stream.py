@@ -197,3 +197,15 @@ def test_stream_position_reads_v1_and_v2_reply_subjects():
 
     assert stream_position("$JS.ACK.EVENTS.c1.1.42.7.1700000000000000000.3") == (42, 3)
     assert stream_position("$JS.ACK.dom.acchash.EVENTS.c1.1.42.7.1700000000000000000.0.rnd") == (42, 0)
+
+
+def test_a_conflated_backlog_is_written_once():
+    index, c = registered(max_bytes=200)
+    c.release(0)
+    for seq in range(1, 60):
+        node = f"n{seq % 3}"
+        index.publish("node_metrics", node, event(seq, key=node))
+    first = c.take()[0]
+    live(index, event(60))
+    assert c.take()[0] == frame(60)
+    assert frame(59) in first

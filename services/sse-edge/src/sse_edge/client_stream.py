@@ -130,6 +130,8 @@ class ClientStream:
             self._history = []
             self._history_bytes = 0
             self._history_room.set()
+        else:
+            parts = []  # not the (empty) history list itself: live frames must not land in it
         if self.holding or self.close_reason is not None:
             return b"".join(parts), 0, 0.0
         count = 0
