@@ -109,7 +109,9 @@ async def test_other_services_subscribe_to_the_documented_subjects(nats_url, nc,
 async def test_readme_curl_example_shape(nats_url):
     """The README's first example: POST one node_status, see it with `id:` = its sequence."""
     async with farm(nats_url) as (collector, edge):
-        async with edge.stream("GET", "/api/v1/events?type=node_status") as response:
+        # curl sends no Accept-Encoding unless told (--compressed): the stream comes uncompressed.
+        plain = {"Accept-Encoding": "identity"}
+        async with edge.stream("GET", "/api/v1/events?type=node_status", headers=plain) as response:
             raw = response.aiter_raw()
             opening = b""
             while b"stream.caught_up" not in opening:

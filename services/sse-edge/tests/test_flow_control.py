@@ -350,3 +350,19 @@ async def test_the_edge_metrics_are_exposed_with_help(edge):
         "eventhandler_edge_feed_lag_events",
     ):
         assert f"# HELP {name} " in text, name
+
+
+async def test_the_per_address_limit_counts_the_client_a_trusted_proxy_names(
+    nats_url, events_stream, edge_settings
+):
+    # The test client connects from 127.0.0.1, the default trusted proxy.
+    async with edge_with(nats_url, edge_settings, max_connections_per_address=1) as client:
+        first = {"X-Forwarded-For": "10.0.0.1"}
+        async with (
+            client.stream("GET", "/api/v1/events", headers=first) as one,
+            client.stream("GET", "/api/v1/events", headers={"X-Forwarded-For": "10.0.0.2"}) as other,
+        ):
+            assert (one.status_code, other.status_code) == (200, 200)
+            refused = await client.get("/api/v1/events", headers=first)
+            assert refused.status_code == 429
+            assert "10.0.0.1" in refused.json()["detail"]

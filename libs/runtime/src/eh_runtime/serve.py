@@ -36,6 +36,10 @@ def server_for(
         access_log=False,  # RequestContextMiddleware writes one structured line per request
         timeout_graceful_shutdown=int(service.settings.shutdown_timeout.total_seconds()) or 1,
         server_header=False,
+        # Behind an Ingress every request comes from the proxy; per-address limits and logs need
+        # the client it names.
+        proxy_headers=True,
+        forwarded_allow_ips=service.settings.forwarded_allow_ips,
         loop="uvloop",
         http="httptools",
     )

@@ -108,6 +108,10 @@ class ServiceSettings(BaseSettings):
     shutdown_timeout: Duration = Field(
         default=timedelta(seconds=10), description="Grace period for open requests on SIGTERM."
     )
+    forwarded_allow_ips: str = Field(
+        default="127.0.0.1",
+        description="Proxies trusted to name the client in X-Forwarded-For (comma-separated, * for any).",
+    )
     nats: NatsSettings = Field(default_factory=NatsSettings)
     stream: StreamSettings = Field(default_factory=StreamSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
