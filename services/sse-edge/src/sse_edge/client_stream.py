@@ -21,6 +21,8 @@ from sse_edge.edge_metrics import EVENTS_CONFLATED, EVENTS_OVERFLOWED
 from sse_edge.filter_group import FilterGroup, FramedEvent
 from sse_edge.time_window import TimeWindow
 
+_NOTHING: tuple[bytes, int, float] = (b"", 0, 0.0)
+
 
 class ClientClosed(Exception):
     """The client is gone or being closed; stop producing for it."""
@@ -126,6 +128,9 @@ class ClientStream:
         Returns the chunk, how many live events it holds, and when the oldest of them was stored.
         """
         parts = self._history
+        group = self.group
+        if not parts and (self.holding or (not self._backlog and (group is None or self.pos >= group.end))):
+            return _NOTHING  # the common case when a writer looks again after writing
         if parts:
             self._history = []
             self._history_bytes = 0
@@ -142,7 +147,6 @@ class ClientStream:
             oldest = self._backlog[0].stored_at
             self._backlog = []
             self.backlog_bytes = 0
-        group = self.group
         if group is not None and self.pos < group.end:
             if self.floor:
                 self._skip_floor(group)

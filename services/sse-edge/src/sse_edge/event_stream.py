@@ -17,14 +17,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from sse_edge.client_stream import ClientClosed, ClientStream
-from sse_edge.edge_metrics import (
-    BYTES_WRITTEN,
-    CONNECTIONS,
-    CONNECTIONS_CLOSED,
-    CONNECTIONS_OPENED,
-    DELIVERY_LAG,
-    EVENTS_DELIVERED,
-)
+from sse_edge.edge_metrics import CONNECTIONS, CONNECTIONS_CLOSED, CONNECTIONS_OPENED, WRITES
 from sse_edge.fanout import FanoutIndex
 from sse_edge.sse import HEARTBEAT_FRAME, control_frame, retry_frame
 
@@ -87,6 +80,7 @@ class EventStreamResponse(Response):
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             await self._write(send, self.opening)
+            WRITES.record(len(self.opening), 0, 0.0)
             await self._pump(send)
         except asyncio.CancelledError:
             if client.close_reason != "send_timeout":
@@ -109,12 +103,11 @@ class EventStreamResponse(Response):
             chunk, count, oldest = client.take()
             if chunk:
                 await self._write(send, chunk)
-                if count:
-                    EVENTS_DELIVERED.inc(count)
-                    DELIVERY_LAG.observe(time.time() - oldest)
+                WRITES.record(len(chunk), count, oldest)
             elif client.heartbeat_due:
                 client.heartbeat_due = False
                 await self._write(send, HEARTBEAT_FRAME)
+                WRITES.record(len(HEARTBEAT_FRAME), 0, 0.0)
             else:
                 client.park()
                 await client.wake.wait()
@@ -122,8 +115,9 @@ class EventStreamResponse(Response):
             return
         # Queued history still goes out, in order, before the control event that ends it.
         farewell = client.farewell or self._farewell(client.close_reason)
-        chunk, _, _ = client.take()
+        chunk, count, oldest = client.take()
         await self._write(send, chunk + farewell, final=True)
+        WRITES.record(len(chunk) + len(farewell), count, oldest)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     def _farewell(self, reason: str) -> bytes:
@@ -144,7 +138,6 @@ class EventStreamResponse(Response):
         if not chunk:
             return
         client = self.client
-        BYTES_WRITTEN.inc(len(chunk))
         if self._compressor is not None:
             # A sync flush after every write: compression must never hold an event back.
             chunk = self._compressor.compress(chunk) + self._compressor.flush(

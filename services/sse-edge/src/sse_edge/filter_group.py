@@ -49,6 +49,7 @@ class FilterGroup:
         "_total_bytes",
         "_trim_at",
         "clients",
+        "end",
         "key",
         "max_bytes",
         "window",
@@ -65,17 +66,14 @@ class FilterGroup:
         self._frames: list[bytes] = []
         self._ends: list[int] = []  # bytes appended, in total, up to and including each frame
         self._base = 0  # absolute position of _events[0]
+        # The absolute position after the last frame: where a client that has read it all is.
+        self.end = 0
         self._base_bytes = 0  # bytes appended before _events[0]
         self._total_bytes = 0
         self._trim_at = max_bytes + max_bytes // 4
         self._parked: list[ClientStream] = []
         self._chunk_range = (0, 0)
         self._chunk = b""
-
-    @property
-    def end(self) -> int:
-        """The absolute position after the last frame: where a client that has read it all is."""
-        return self._base + len(self._events)
 
     @property
     def last_seq(self) -> int:
@@ -88,6 +86,7 @@ class FilterGroup:
         self._frames.append(event.frame)
         self._total_bytes += len(event.frame)
         self._ends.append(self._total_bytes)
+        self.end += 1
         if self._parked:
             parked = self._parked
             self._parked = []
