@@ -22,7 +22,8 @@ from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 
 from sse_edge.client_stream import ClientStream
-from sse_edge.sse import control_frame, event_frame
+from sse_edge.ordered_read import Burst
+from sse_edge.sse import BurstFrames, control_frame, event_frame
 from sse_edge.stream_history import StreamBounds, StreamHistory
 from sse_edge.stream_query import StreamQuery
 
@@ -83,24 +84,23 @@ class Replay:
     async def _stream(self, client: ClientStream, start: int, end: int) -> int | None:
         """Every matching event of `start..end` in the time window, straight to the client."""
         window = self.query.window
-        bounded = window.bounded
-        types: dict[str, str] = {}
-        last: int | None = None
+        frames = BurstFrames()
+        last: str | None = None
 
-        def sink(seq: int, subject: str, data: bytes) -> Awaitable[None] | None:
+        def sink(burst: Burst) -> Awaitable[None] | None:
+            # Once per burst of events, not per event: one chunk for the client's queue.
             nonlocal last
-            if bounded and not window.contains(data):
-                return None
-            last = seq
-            event_type = types.get(subject)
-            if event_type is None:
-                event_type = types[subject] = subject.split(".", 2)[1]
-            frame = event_frame(seq, event_type, data)
+            if window.bounded:
+                burst = [event for event in burst if window.contains(event[2])]
+                if not burst:
+                    return None
+            last = burst[-1][0]
+            chunk = frames(burst)
             # Only a full client buffer makes the read wait; the common case costs no coroutine.
-            return None if client.push_history_nowait(frame) else client.push_history(frame)
+            return None if client.push_history_nowait(chunk) else client.push_history(chunk)
 
-        await self.history.read(self.subjects, start, end, sink)
-        return last
+        await self.history.read_bursts(self.subjects, start, end, sink)
+        return None if last is None else int(last)
 
     def _end_frame(self, reason: str, last_seq: int | None) -> bytes:
         return control_frame("stream.end", {"reason": reason, "last_seq": last_seq})

@@ -9,6 +9,7 @@ Control events (`stream.*`) carry no `id:`, so they never move a client's Last-E
 """
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 
@@ -18,6 +19,30 @@ def event_frame(seq: int, event_type: str, data: bytes) -> bytes:
         # The collector stores one-line JSON; anything else must not break the framing.
         data = b"\ndata: ".join(data.splitlines())
     return b"id: %d\nevent: %s\ndata: %s\n\n" % (seq, event_type.encode(), data)
+
+
+class BurstFrames:
+    """`event_frame` for many stored events at once, as one chunk: the replay's hot path.
+
+    Takes (stream sequence in decimal, subject, stored bytes) as the history read hands them over;
+    the `event:` line is made once per subject, not once per event.
+    """
+
+    def __init__(self) -> None:
+        self._heads: dict[str, bytes] = {}
+
+    def __call__(self, events: Iterable[tuple[str, str, bytes]]) -> bytes:
+        heads = self._heads
+        frames = []
+        for seq, subject, data in events:
+            head = heads.get(subject)
+            if head is None:
+                head = heads[subject] = b"event: %s\ndata: " % subject.split(".", 2)[1].encode()
+            if 10 in data or 13 in data:  # b"\n" or b"\r"; an int is found ~8x quicker than bytes
+                frames.append(event_frame(int(seq), subject.split(".", 2)[1], data))
+            else:
+                frames.append(b"id: %s\n%s%s\n\n" % (seq.encode(), head, data))
+        return b"".join(frames)
 
 
 def control_frame(name: str, payload: dict[str, Any]) -> bytes:

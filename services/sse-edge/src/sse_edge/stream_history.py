@@ -4,26 +4,25 @@
 - how many events matching a filter are stored at or after a sequence (`count_from`: a consumer
   created and dropped at once; the server computes its `num_pending` from its subject index),
 - which sequence was stored first at or after a time (`first_seq_stored_at`: a direct get),
-- the matching events between two sequences (`read`: an ordered, flow-controlled consumer with
-  several filter subjects; the callback's pace is the consumer's pace, so a slow client slows its
-  own replay and nothing else).
+- the matching events between two sequences (`read`, `read_bursts`: an ordered, flow-controlled
+  consumer with several filter subjects, `OrderedRead`; the sink's pace is the consumer's pace,
+  so a slow client slows its own replay and nothing else).
 """
 
-import asyncio
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final, NamedTuple
 
 import structlog
 from nats.aio.client import Client
-from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from prometheus_client import Histogram
 
 from eh_runtime.stream import EVENTS_STREAM
+from sse_edge.ordered_read import Burst, BurstSink, OrderedRead, StopReading
 from sse_edge.sequence_search import locate_last_n
 from sse_edge.time_window import TimeWindow
 
@@ -41,14 +40,9 @@ _READ_HEARTBEAT_SECONDS: Final = 2.0
 _NO_MESSAGE_STATUS: Final = "404"
 _STALL_CHECK_SECONDS: Final = 5.0
 
-EventSink = Callable[[int, str, bytes], Awaitable[None] | None]
-"""Receives (stream sequence, subject, stored bytes) of each event read, in order. It may return
-an awaitable (to make the read wait, e.g. for a slow client) or None when it is done at once,
-which saves a coroutine per event on the hot path of a replay."""
-
-
-class StopReading(Exception):
-    """Raised by a sink that has what it needs; `read` ends normally."""
+EventSink = Callable[[int, str, bytes], None]
+"""Receives (stream sequence, subject, stored bytes) of each event read, in order; may raise
+`StopReading`. A sink that must wait (for a slow client) takes bursts: `read_bursts`."""
 
 
 class StoredEvent(NamedTuple):
@@ -117,69 +111,38 @@ class StreamHistory:
         Returns how many events were read. Stops early when the server has nothing more that
         matches (events may expire while they are being read).
         """
+
+        def each(burst: Burst) -> None:
+            for seq, subject, data in burst:
+                sink(int(seq), subject, data)
+
+        return await self.read_bursts(subjects, start_seq, end_seq, each)
+
+    async def read_bursts(
+        self, subjects: Sequence[str], start_seq: int, end_seq: int, sink: BurstSink
+    ) -> int:
+        """As `read`, a burst of events at a time: what one read from the NATS connection brought.
+
+        The replay's hot path: no call and no integer per event unless the sink makes them.
+        """
         if end_seq < start_seq:
             return 0
-        done = asyncio.get_running_loop().create_future()
-        delivered = 0
-        next_seq = start_seq
-
-        async def on_message(msg: Msg) -> None:
-            nonlocal delivered, next_seq
-            if done.done():
-                return
-            reply = msg.reply
-            # stream_position(), inlined: this runs once per replayed event.
-            if reply.count(".") == 8:
-                _, sseq, _, _, left = reply.rsplit(".", 4)
-            else:
-                _, sseq, _, _, left, _ = reply.rsplit(".", 5)
-            seq, pending = int(sseq), int(left)
-            next_seq = seq + 1
-            if seq <= end_seq:
-                try:
-                    pending_work = sink(seq, msg.subject, msg.data)
-                    if pending_work is not None:
-                        await pending_work
-                except StopReading:
-                    done.set_result(None)
-                    return
-                except Exception as error:  # e.g. the client went away: stop reading
-                    done.set_exception(error)
-                    return
-                delivered += 1
-            if seq >= end_seq or pending == 0:
-                done.set_result(None)
-
         # Counting from start_seq to the stream's end is exact even while events keep arriving
         # (a count up to end_seq would race with them). Matches after end_seq stop the read.
         if await self.count_from(subjects, start_seq) == 0:
             return 0
-        subscription = await self._js.subscribe(
-            subjects[0],
-            stream=EVENTS_STREAM,
-            cb=on_message,
-            ordered_consumer=True,
-            idle_heartbeat=_READ_HEARTBEAT_SECONDS,
-            config=ConsumerConfig(
-                filter_subjects=list(subjects),
-                deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-                opt_start_seq=max(start_seq, 1),
-            ),
+        reading = OrderedRead(
+            self._client,
+            self._js,
+            subjects,
+            start_seq,
+            end_seq,
+            sink,
+            lambda seq: self.count_from(subjects, seq),
+            heartbeat=_READ_HEARTBEAT_SECONDS,
+            stall_check=_STALL_CHECK_SECONDS,
         )
-        try:
-            while True:
-                progress = next_seq
-                finished, _ = await asyncio.wait({done}, timeout=_STALL_CHECK_SECONDS)
-                if finished:
-                    done.result()
-                    break
-                # Nothing for a while: either the client is slow (fine, keep going) or what was
-                # left to read expired meanwhile (then the server has nothing more to send).
-                if next_seq == progress and await self.count_from(subjects, next_seq) == 0:
-                    break
-        finally:
-            await subscription.unsubscribe()
-        return delivered
+        return await reading.run()
 
     async def seq_range(self, window: TimeWindow, skew: timedelta, bounds: StreamBounds) -> tuple[int, int]:
         """The sequences that can hold events of `window`: stored from start - skew to end + skew.
