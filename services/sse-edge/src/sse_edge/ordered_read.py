@@ -23,6 +23,7 @@ The ordered-consumer contract, as the server expects it from clients:
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Final
 
@@ -134,14 +135,11 @@ class OrderedRead:
         self._received = 0
         self._seq_at = 0
         inbox = self._client.new_inbox()
-
-        async def on_message(msg: Msg) -> None:
-            if generation == self._generation:
-                await self._on_message(msg, generation)
-
         # Subscribed before the consumer exists, so that its first deliveries find a subscriber.
         self._subscription = await self._client.subscribe(
-            inbox, cb=on_message, pending_msgs_limit=self._pending_msgs_limit
+            inbox,
+            cb=functools.partial(self._on_message, generation=generation),
+            pending_msgs_limit=self._pending_msgs_limit,
         )
         info = await self._js.add_consumer(
             EVENTS_STREAM,
@@ -201,8 +199,10 @@ class OrderedRead:
 
     # -- deliveries --------------------------------------------------------------------------------
 
-    async def _on_message(self, msg: Msg, generation: int) -> None:
+    async def _on_message(self, msg: Msg, *, generation: int) -> None:
         # Runs in the subscription's task, once per delivery: keep it short.
+        if generation != self._generation:
+            return  # a delivery of a consumer given up
         self._active = True
         if self._held:
             await self._flowing.wait()  # the sink is holding the read; so is the server, soon
