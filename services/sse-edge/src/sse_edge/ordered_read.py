@@ -296,7 +296,7 @@ class OrderedRead:
             at = self._seq_at
             # The stream sequence sits at a fixed offset: every delivery of this consumer has the
             # same stream, consumer name and delivery count (1: no acks, so no redeliveries).
-            burst = [(m.reply[at : m.reply.index(".", at)], m.subject, m.data) for m in msgs]
+            burst = [((r := m.reply)[at : r.index(".", at)], m.subject, m.data) for m in msgs]
             try:
                 pending = self._sink(burst)
             except StopReading:

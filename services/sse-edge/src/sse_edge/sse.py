@@ -33,16 +33,17 @@ class BurstFrames:
 
     def __call__(self, events: Iterable[tuple[str, str, bytes]]) -> bytes:
         heads = self._heads
-        frames = []
+        parts: list[bytes] = []
+        add = parts.extend  # the pieces of every frame, joined once: each event is copied once
         for seq, subject, data in events:
             head = heads.get(subject)
             if head is None:
-                head = heads[subject] = b"event: %s\ndata: " % subject.split(".", 2)[1].encode()
+                head = heads[subject] = b"\nevent: %s\ndata: " % subject.split(".", 2)[1].encode()
             if 10 in data or 13 in data:  # b"\n" or b"\r"; an int is found ~8x quicker than bytes
-                frames.append(event_frame(int(seq), subject.split(".", 2)[1], data))
+                parts.append(event_frame(int(seq), subject.split(".", 2)[1], data))
             else:
-                frames.append(b"id: %s\n%s%s\n\n" % (seq.encode(), head, data))
-        return b"".join(frames)
+                add((b"id: ", seq.encode(), head, data, b"\n\n"))
+        return b"".join(parts)
 
 
 def control_frame(name: str, payload: dict[str, Any]) -> bytes:
