@@ -77,14 +77,14 @@ async def test_a_slow_sink_holds_the_read_and_still_gets_everything(nc, js, even
 
 
 async def test_dropped_deliveries_are_a_gap_and_the_consumer_is_created_anew(nc, js, events_stream):
-    # A subscription that holds at most 20 messages drops the rest of what one socket read brings:
+    # A subscription that holds at most 50 messages drops the rest of what one socket read brings:
     # deliveries go missing in the middle of bursts (seen in the next delivery's number) and at
     # the end (seen in the idle heartbeat's last delivery). Each time the read starts over from
     # the event after the last one it handed over.
-    seqs = await store(js, ["events.system_log.a"] * 2000)
+    seqs = await store(js, ["events.system_log.a"] * 1000)
     sink = Collect()
     reading = read(
-        nc, js, ["events.system_log.a"], seqs[0], seqs[-1], sink, pending_msgs_limit=20, heartbeat=0.1
+        nc, js, ["events.system_log.a"], seqs[0], seqs[-1], sink, pending_msgs_limit=50, heartbeat=0.1
     )
     await asyncio.wait_for(reading.run(), 60)
     assert sink.seqs == seqs

@@ -1,13 +1,13 @@
 """An ordered read of a range of the stream: JetStream's ordered-consumer semantics, done here.
 
 nats-py's ordered push subscription does work per delivery that a replay does not need (it splits
-every reply subject into metadata tokens twice, keeps flow-control bookkeeping per message) and
-the edge then called its sink once per event. Here the consumer is created directly (ephemeral,
-no acks, flow control, idle heartbeats, several filter subjects, a start sequence) and its deliver
-subject is read with a plain core subscription whose callback only queues the message. A burst
-(what one socket read brought) is then handled in one go: checked against the end of the range
-and the delivery count once, through the last delivery's reply subject, and handed to the sink
-as one list.
+every reply subject into its metadata tokens, keeps flow-control bookkeeping per message), and a
+sink called once per event costs a call and a frame each. Here the consumer is created directly
+(ephemeral, no acks, flow control, idle heartbeats, several filter subjects, a start sequence) and
+its deliver subject is read with a plain core subscription whose callback only queues the message.
+A burst (what nats-py parsed before the subscription's task ran, up to `_MAX_BURST` events) is then
+handled in one go: checked against the end of the range and the delivery count once, through the
+last delivery's reply subject, and handed to the sink as one list.
 
 The ordered-consumer contract, as the server expects it from clients:
 
