@@ -54,16 +54,17 @@ from eh_contracts.subjects import RESOURCE_ID_PATTERN, validate_resource_id
 class _ModelView:
     """A dict seen through a model's attributes, for running the model's after-validators on it.
 
-    Absent fields read as their model default (None for every payload field that may be absent).
+    Absent fields read as their model default (None for every payload field that may be absent):
+    the defaults are class attributes of the view, and the dict is the view's `__dict__`, not a
+    copy of it (the validators only read).
     """
 
     model_fields: ClassVar[dict[str, Any]] = {}
-    defaults: ClassVar[dict[str, Any]] = {}
 
     @classmethod
     def of(cls, values: dict[str, Any]) -> "_ModelView":
         view = object.__new__(cls)
-        view.__dict__ = cls.defaults | values
+        view.__dict__ = values
         return view
 
 
@@ -80,12 +81,13 @@ def _record_check(model: type[BaseModel]) -> Callable[[dict[str, Any]], dict[str
         name: info.get_default(call_default_factory=True) for name, info in model.model_fields.items()
     }
     view: type[_ModelView] = type(
-        f"{model.__name__}View", (_ModelView,), {"model_fields": model.model_fields, "defaults": defaults}
+        f"{model.__name__}View", (_ModelView,), {**defaults, "model_fields": model.model_fields}
     )
 
     def check(values: dict[str, Any]) -> dict[str, Any]:
+        seen = view.of(values)
         for function in checks:
-            function(view.of(values))
+            function(seen)
         return values
 
     return check
