@@ -10,6 +10,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import groupby
 from typing import Any, Final, Literal
 
 from nats.errors import Error as NatsError
@@ -80,13 +81,11 @@ def from_transition(index: int, event_id: str, result: TransitionResult) -> Even
 
 def _runs(events: dict[int, EventRecord]) -> list[tuple[bool, dict[int, EventRecord]]]:
     """The events in index order, cut into runs of transitions and runs of other events."""
-    runs: list[tuple[bool, dict[int, EventRecord]]] = []
-    for index in sorted(events):
-        is_transition = events[index].event in STATE_FIELDS
-        if not runs or runs[-1][0] != is_transition:
-            runs.append((is_transition, {}))
-        runs[-1][1][index] = events[index]
-    return runs
+    ordered = [(index, events[index]) for index in sorted(events)]
+    return [
+        (is_transition, dict(run))
+        for is_transition, run in groupby(ordered, key=lambda item: item[1].event in STATE_FIELDS)
+    ]
 
 
 class Ingestor:
