@@ -135,12 +135,13 @@ class EventPublisher:
     def message(self, event: StorableEvent, payload: bytes) -> OutgoingMessage:
         """The message that stores `event` (serialized as `payload`), with its type's TTL."""
         # The envelope's type and resource id are validated: the subject is built without checks.
+        event_type = event.event
         return OutgoingMessage(
-            f"{SUBJECT_ROOT}.{event.event}.{event.resource_id}",
+            f"{SUBJECT_ROOT}.{event_type}.{event.resource_id}",
             event.id,
             payload,
-            event.event,
-            self._ttl[event.event],
+            event_type,
+            self._ttl[event_type],
         )
 
     def outgoing(self, event_type: str, resource_id: str, event_id: str, payload: bytes) -> OutgoingMessage:

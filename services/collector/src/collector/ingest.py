@@ -81,6 +81,10 @@ def from_transition(index: int, event_id: str, result: TransitionResult) -> Even
 
 def _runs(events: dict[int, EventRecord]) -> list[tuple[bool, dict[int, EventRecord]]]:
     """The events in index order, cut into runs of transitions and runs of other events."""
+    if STATE_FIELDS.keys().isdisjoint(e.fields["event"] for e in events.values()):
+        return (
+            [(False, events)] if list(events) == sorted(events) else [(False, dict(sorted(events.items())))]
+        )
     ordered = [(index, events[index]) for index in sorted(events)]
     return [
         (is_transition, dict(run))
