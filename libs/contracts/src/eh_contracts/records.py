@@ -12,7 +12,7 @@ A body is first validated by a *fast* variant of the record schema, in which the
 written in Python (subject tokens, event ids, conversion to UTC) are replaced by pydantic-core's own
 constraints that accept the same values (patterns) or fewer (times already in UTC). It is a filter
 only: what it refuses, for whatever reason, is validated again by the exact schema, whose errors
-are the ones reported. On a batch of the usual mix it halves the Python work per event.
+are the ones reported. On the benchmark's mix it saves 1.5 to 2 µs of about 7 per event.
 """
 
 import functools
