@@ -2,12 +2,17 @@
 
 import copy
 import json
+from typing import Annotated
 
+import pydantic_core
 import pytest
+from pydantic import TypeAdapter, ValidationError
 
-from eh_contracts.envelope import EventParseError, parse_event, parse_events
+from eh_contracts import records
+from eh_contracts.envelope import EventParseError, parse_event, parse_events, validate_event_id
 from eh_contracts.examples import SEED_EXAMPLES
-from eh_contracts.records import parse_record, parse_records
+from eh_contracts.records import EventRecord, parse_record, parse_records
+from eh_contracts.subjects import validate_resource_id
 
 
 def errors(parse, body: bytes):
@@ -97,3 +102,93 @@ def test_missing_id_and_timestamp_are_filled_in_envelope_order():
     stored = json.loads(record.to_json())
     assert stored["id"] == record.id
     assert stored["timestamp"].endswith("Z")
+
+
+def fast(body: bytes):
+    """What the fast schema makes of one event: its record's stored bytes, or None when it refuses."""
+    try:
+        return pydantic_core.to_json(records._FAST_ONE.validate_json(body))
+    except ValidationError:
+        return None
+
+
+@pytest.mark.parametrize("event", variants(), ids=lambda e: e["event"])
+def test_the_fast_schema_stores_what_the_exact_one_stores_or_refuses(event):
+    body = json.dumps(event).encode()
+    exact = EventRecord(records._ONE.validate_json(body)).to_json()
+    stored = fast(body)
+    assert stored in (exact, None)
+    if "+02:00" not in body.decode():
+        assert stored == exact  # what producers send (times in UTC) takes the fast path
+
+
+@pytest.mark.parametrize("event", INVALID, ids=lambda e: str(e.get("event")))
+def test_the_fast_schema_refuses_what_the_exact_one_refuses(event):
+    assert fast(json.dumps(event).encode()) is None
+
+
+ODD_STRINGS = [
+    "a",
+    "node-001",
+    "a:b_c-D9",
+    "x" * 128,
+    "x" * 129,
+    "",
+    " ",
+    " a",
+    "a ",
+    "a b",
+    "a.b",
+    "a*",
+    ">",
+    "a\n",
+    "\na",
+    "a\tb",
+    "a\x7f",
+    "ü",
+    "aü",
+    "日本",
+    "a\u2028b",
+    "\uff41",
+    "a\x00",
+    "1" * 127 + "\n",
+]
+
+
+@pytest.mark.parametrize("value", ODD_STRINGS, ids=repr)
+@pytest.mark.parametrize("check", [validate_resource_id, validate_event_id], ids=lambda f: f.__name__)
+def test_native_stand_ins_accept_exactly_what_the_python_validators_accept(check, value):
+    try:
+        check(value)
+    except ValueError:
+        accepted = False
+    else:
+        accepted = True
+    native = TypeAdapter(Annotated[str, records._NATIVE[check]])
+    try:
+        native.validate_python(value)
+    except ValidationError:
+        assert not accepted
+    else:
+        assert accepted
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    [
+        "2024-03-20T10:00:00Z",
+        "2024-03-20T10:00:00.5+00:00",
+        "2024-03-20T10:00:00-00:00",
+        "2024-03-20T10:00:00z",
+    ],
+)
+def test_times_in_utc_take_the_fast_path_and_are_stored_alike(timestamp):
+    body = json.dumps(SEED_EXAMPLES["system_log"] | {"id": "t", "timestamp": timestamp}).encode()
+    assert fast(body) == parse_event(body).to_json()
+
+
+def test_a_batch_with_a_time_in_another_offset_is_still_accepted_and_converted():
+    events = [SEED_EXAMPLES["system_log"] | {"id": str(i)} for i in range(3)]
+    events[1] = events[1] | {"timestamp": "2024-03-20T12:00:00+02:00"}
+    stored = [json.loads(r.to_json()) for r in parse_records(json.dumps(events).encode())]
+    assert stored[1]["timestamp"] == "2024-03-20T10:00:00Z"

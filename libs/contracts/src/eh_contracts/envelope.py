@@ -46,7 +46,7 @@ EVENT_ID_PATTERN: Final = r"^[^\x00-\x20\x7f](?:[^\x00-\x1f\x7f]*[^\x00-\x20\x7f
 _EVENT_ID_RE: Final = re.compile(EVENT_ID_PATTERN)
 
 
-def _validate_event_id(value: str) -> str:
+def validate_event_id(value: str) -> str:
     if not value or len(value) > EVENT_ID_MAX_LENGTH:
         raise ValueError(f"an event id has 1 to {EVENT_ID_MAX_LENGTH} characters, this one has {len(value)}")
     if not _EVENT_ID_RE.fullmatch(value):
@@ -56,7 +56,7 @@ def _validate_event_id(value: str) -> str:
 
 EventId = Annotated[
     str,
-    AfterValidator(_validate_event_id),
+    AfterValidator(validate_event_id),
     Field(json_schema_extra={"pattern": EVENT_ID_PATTERN, "minLength": 1, "maxLength": EVENT_ID_MAX_LENGTH}),
 ]
 

@@ -21,13 +21,13 @@ from pydantic import (
 from eh_contracts.subjects import RESOURCE_ID_MAX_LENGTH, RESOURCE_ID_PATTERN, validate_resource_id
 
 
-def _to_utc(value: datetime) -> datetime:
+def to_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
 UtcDatetime = Annotated[
     AwareDatetime,
-    AfterValidator(_to_utc),
+    AfterValidator(to_utc),
     Field(description="RFC 3339 time with an offset; stored in UTC."),
 ]
 """A point in time; naive times are rejected because their meaning depends on the producer's clock."""

@@ -7,37 +7,64 @@ into dicts: the same fields, types, constraints, field validators, `extra` and `
 and the models' own `model_validator(mode="after")` functions, run on a read-only view of the dict.
 Nothing is declared twice; `tests/test_records.py` checks that both paths accept, reject (with the
 same paths and types) and serialize alike.
+
+A body is first validated by a *fast* variant of the record schema, in which the field validators
+written in Python (subject tokens, event ids, conversion to UTC) are replaced by pydantic-core's own
+constraints that accept the same values (patterns) or fewer (times already in UTC). It is a filter
+only: what it refuses, for whatever reason, is validated again by the exact schema, whose errors
+are the ones reported. On the benchmark's mix it saves 1.5 to 2 µs of about 7 per event.
 """
 
 import functools
 import types
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, ClassVar, Final, NotRequired, Required, Union, get_args, get_origin
 
 import pydantic_core
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetPydanticSchema,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+)
+from pydantic_core import core_schema
 from typing_extensions import TypedDict
 
-from eh_contracts.envelope import EVENT_MODELS, EventEnvelope, validate_body, validate_item
-from eh_contracts.payloads import Payload
+from eh_contracts.envelope import (
+    EVENT_ID_MAX_LENGTH,
+    EVENT_ID_PATTERN,
+    EVENT_MODELS,
+    EventEnvelope,
+    new_event_id,
+    utc_now,
+    validate_body,
+    validate_event_id,
+    validate_item,
+)
+from eh_contracts.payloads import Payload, to_utc
+from eh_contracts.subjects import RESOURCE_ID_PATTERN, validate_resource_id
 
 
 class _ModelView:
     """A dict seen through a model's attributes, for running the model's after-validators on it.
 
-    Absent fields read as their model default (None for every payload field that may be absent).
+    Absent fields read as their model default (None for every payload field that may be absent):
+    the defaults are class attributes of the view, and the dict is the view's `__dict__`, not a
+    copy of it (the validators only read).
     """
 
     model_fields: ClassVar[dict[str, Any]] = {}
-    defaults: ClassVar[dict[str, Any]] = {}
 
     @classmethod
     def of(cls, values: dict[str, Any]) -> "_ModelView":
         view = object.__new__(cls)
-        view.__dict__ = cls.defaults | values
+        view.__dict__ = values
         return view
 
 
@@ -54,29 +81,50 @@ def _record_check(model: type[BaseModel]) -> Callable[[dict[str, Any]], dict[str
         name: info.get_default(call_default_factory=True) for name, info in model.model_fields.items()
     }
     view: type[_ModelView] = type(
-        f"{model.__name__}View", (_ModelView,), {"model_fields": model.model_fields, "defaults": defaults}
+        f"{model.__name__}View", (_ModelView,), {**defaults, "model_fields": model.model_fields}
     )
 
     def check(values: dict[str, Any]) -> dict[str, Any]:
+        seen = view.of(values)
         for function in checks:
-            function(view.of(values))
+            function(seen)
         return values
 
     return check
 
 
-def _convert(annotation: Any) -> Any:
+# The fast schema's stand-ins for field validators written in Python. Each accepts the same values
+# as the validator it replaces, or a subset of them (which the exact schema then judges): the
+# patterns are the ones the validators check, `tz_constraint=0` takes only times with a zero offset,
+# which `to_utc` would leave as they are.
+_UTC_ONLY: Final = GetPydanticSchema(lambda _t, _h: core_schema.datetime_schema(strict=True, tz_constraint=0))
+_NATIVE: Final[dict[Callable[..., Any], Any]] = {
+    validate_resource_id: StringConstraints(pattern=RESOURCE_ID_PATTERN),
+    validate_event_id: StringConstraints(
+        pattern=EVENT_ID_PATTERN, min_length=1, max_length=EVENT_ID_MAX_LENGTH
+    ),
+    to_utc: _UTC_ONLY,
+}
+
+
+def _metadata(metadata: Any, fast: bool) -> tuple[Any, ...]:
+    if not fast:
+        return tuple(metadata)
+    return tuple(_NATIVE.get(m.func, m) if isinstance(m, AfterValidator) else m for m in metadata)
+
+
+def _convert(annotation: Any, fast: bool) -> Any:
     """`annotation` with every payload model replaced by its record type."""
     if isinstance(annotation, type) and issubclass(annotation, Payload):
-        return record_type(annotation)
+        return record_type(annotation, fast)
     origin = get_origin(annotation)
     if origin is Annotated:
         base, *metadata = get_args(annotation)
-        return Annotated[(_convert(base), *metadata)]
+        return Annotated[(_convert(base, fast), *_metadata(metadata, fast))]
     if origin in (Union, types.UnionType):
-        return Union[tuple(_convert(a) for a in get_args(annotation))]  # noqa: UP007
+        return Union[tuple(_convert(a, fast) for a in get_args(annotation))]  # noqa: UP007
     if origin in (list, dict):
-        return origin[tuple(_convert(a) for a in get_args(annotation))]
+        return origin[tuple(_convert(a, fast) for a in get_args(annotation))]
     return annotation
 
 
@@ -88,16 +136,19 @@ def _typed_dict(name: str, fields: dict[str, Any], config: ConfigDict) -> Any:
 
 
 @functools.cache
-def record_type(model: type[BaseModel]) -> Any:
-    """The TypedDict (with the model's after-validators attached) that validates like `model`."""
+def record_type(model: type[BaseModel], fast: bool = False) -> Any:
+    """The TypedDict (with the model's after-validators attached) that validates like `model`.
+
+    `fast`: field validators written in Python replaced by their native stand-ins.
+    """
     fields: dict[str, Any] = {}
     for name, info in model.model_fields.items():
-        annotation = _convert(info.annotation)
+        annotation = _convert(info.annotation, fast)
         if info.metadata:
-            annotation = Annotated[(annotation, *info.metadata)]
+            annotation = Annotated[(annotation, *_metadata(info.metadata, fast))]
         fields[name] = Required[annotation] if info.is_required() else NotRequired[annotation]
     record = _typed_dict(
-        f"{model.__name__}Record",
+        f"{model.__name__}{'Fast' if fast else ''}Record",
         fields,
         ConfigDict(extra=model.model_config.get("extra"), strict=bool(model.model_config.get("strict"))),
     )
@@ -105,25 +156,38 @@ def record_type(model: type[BaseModel]) -> Any:
     return record if check is None else Annotated[record, AfterValidator(check)]
 
 
-def _envelope_record(model: type[EventEnvelope]) -> Any:
-    fields = {
-        name: (Required if name in ("event", "resource_id", "data") else NotRequired)[
-            Annotated[(_convert(info.annotation), *info.metadata)]
-            if info.metadata
-            else _convert(info.annotation)
-        ]
-        for name, info in model.model_fields.items()
-    }
-    return _typed_dict(f"{model.__name__}Record", fields, ConfigDict(extra="forbid", strict=True))
+# Filled in when absent, as the envelope's default factories do; a record's keys are then in the
+# envelope's field order, because pydantic-core builds a TypedDict in the order of its schema.
+_FILLED_IN: Final = {"id": Field(default_factory=new_event_id), "timestamp": Field(default_factory=utc_now)}
 
 
-_ANY_RECORD: Final[Any] = Annotated[
-    Union[tuple(_envelope_record(m) for m in EVENT_MODELS.values())],  # noqa: UP007
-    Field(discriminator="event"),
-]
+def _envelope_record(model: type[EventEnvelope], fast: bool) -> Any:
+    fields = {}
+    for name, info in model.model_fields.items():
+        annotation = _convert(info.annotation, fast)
+        metadata = _metadata(info.metadata, fast)
+        if name in _FILLED_IN:
+            fields[name] = NotRequired[Annotated[(annotation, *metadata, _FILLED_IN[name])]]
+        else:
+            fields[name] = Required[Annotated[(annotation, *metadata)] if metadata else annotation]
+    return _typed_dict(
+        f"{model.__name__}{'Fast' if fast else ''}Record", fields, ConfigDict(extra="forbid", strict=True)
+    )
+
+
+def _any_record(fast: bool) -> Any:
+    return Annotated[
+        Union[tuple(_envelope_record(m, fast) for m in EVENT_MODELS.values())],  # noqa: UP007
+        Field(discriminator="event"),
+    ]
+
+
+_ANY_RECORD: Final[Any] = _any_record(fast=False)
+_ANY_FAST_RECORD: Final[Any] = _any_record(fast=True)
 _ONE: Final = TypeAdapter[Any](_ANY_RECORD)
 _MANY: Final = TypeAdapter[Any](list[_ANY_RECORD])
-_ENVELOPE_ORDER: Final = ("id", "event", "timestamp", "resource_id", "data")
+_FAST_ONE: Final = TypeAdapter[Any](_ANY_FAST_RECORD)
+_FAST_MANY: Final = TypeAdapter[Any](list[_ANY_FAST_RECORD])
 
 
 @dataclass(slots=True)
@@ -166,22 +230,23 @@ class EventRecord:
         return pydantic_core.to_json(self.fields)
 
 
-def _complete(values: dict[str, Any], now: datetime) -> EventRecord:
-    if "id" not in values:
-        values["id"] = str(uuid.uuid4())
-    if "timestamp" not in values:
-        values["timestamp"] = now
-    return EventRecord({name: values[name] for name in _ENVELOPE_ORDER})
-
-
 def parse_records(body: bytes) -> list[EventRecord]:
     """Like `envelope.parse_events` (one object or a non-empty array), into records.
 
     Raises:
         EventParseError: naming every invalid field, by its path in the body.
     """
-    now = datetime.now(UTC)
-    return [_complete(values, now) for values in validate_body(body, _ONE, _MANY)]
+    start = body.lstrip()[:1]
+    try:
+        if start == b"[":
+            fields = _FAST_MANY.validate_json(body)
+            if fields:
+                return [EventRecord(f) for f in fields]
+        elif start == b"{":
+            return [EventRecord(_FAST_ONE.validate_json(body))]
+    except ValidationError:
+        pass  # judged again below, by the exact schema, for the errors it reports
+    return [EventRecord(f) for f in validate_body(body, _ONE, _MANY)]
 
 
 def parse_record(item: bytes, index: int | None = None) -> EventRecord:
@@ -190,4 +255,9 @@ def parse_record(item: bytes, index: int | None = None) -> EventRecord:
     Raises:
         EventParseError: naming every invalid field; `malformed` when the item is not JSON.
     """
-    return _complete(validate_item(item, _ONE, index), datetime.now(UTC))
+    if item.lstrip()[:1] == b"{":
+        try:
+            return EventRecord(_FAST_ONE.validate_json(item))
+        except ValidationError:
+            pass
+    return EventRecord(validate_item(item, _ONE, index))

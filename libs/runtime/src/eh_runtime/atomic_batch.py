@@ -14,6 +14,7 @@ validated beforehand (subject tokens, event ids without control characters).
 """
 
 import asyncio
+import functools
 import json
 import uuid
 from collections.abc import Sequence
@@ -119,33 +120,43 @@ class AtomicBatchSender:
         last = len(messages)
         first_reply = f" {self._inbox_prefix}{token}f".encode()
         commit_reply = f" {self._inbox_prefix}{token}c".encode()
-        common = f"NATS/1.0\r\nNats-Batch-Id: {batch_id}\r\n{self._stream_header}"
+        common = f"NATS/1.0\r\nNats-Batch-Id: {batch_id}\r\n{self._stream_header}".encode()
+        # Bytes formatting with %, one template per frame: a thousand frames are a large share of
+        # an ingestion request's CPU time.
         frames = []
         for n, message in enumerate(messages, 1):
-            headers = f"{common}Nats-Batch-Sequence: {n}\r\nNats-Msg-Id: {message.msg_id}\r\n"
-            if message.ttl_seconds is not None:
-                headers += f"Nats-TTL: {message.ttl_seconds}\r\n"
+            ttl = _ttl_header(message.ttl_seconds)
             if n == last:
-                headers += "Nats-Batch-Commit: 1\r\n"
+                ttl += b"Nats-Batch-Commit: 1\r\n"
                 reply = commit_reply
             else:
                 reply = first_reply if n == 1 else b""
-            header_bytes = f"{headers}\r\n".encode()
+            headers = b"%sNats-Batch-Sequence: %d\r\nNats-Msg-Id: %s\r\n%s\r\n" % (
+                common,
+                n,
+                message.msg_id.encode(),
+                ttl,
+            )
             payload = message.payload
             frames.append(
                 b"HPUB %s%s %d %d\r\n%s%s\r\n"
                 % (
                     message.subject.encode(),
                     reply,
-                    len(header_bytes),
-                    len(header_bytes) + len(payload),
-                    header_bytes,
+                    len(headers),
+                    len(headers) + len(payload),
+                    headers,
                     payload,
                 )
             )
         # One command for the whole batch: the client's flusher writes it with one socket call.
         await self._client._send_command(b"".join(frames))
         await self._client._flush_pending()
+
+
+@functools.cache
+def _ttl_header(ttl_seconds: int | None) -> bytes:
+    return b"" if ttl_seconds is None else b"Nats-TTL: %d\r\n" % ttl_seconds
 
 
 def _check(msg: Msg) -> dict[str, object]:

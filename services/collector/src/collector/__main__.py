@@ -1,4 +1,5 @@
-"""`python -m collector`: serve the collector on COLLECTOR_HOST:COLLECTOR_PORT (default 0.0.0.0:8001).
+"""`python -m collector`: serve the collector on COLLECTOR_HOST:COLLECTOR_PORT (default 0.0.0.0:8001),
+in COLLECTOR_WORKERS processes (default 1).
 
 `python -m collector agent`: run the host agent (AGENT_* variables) against a collector.
 """
@@ -21,11 +22,10 @@ def main() -> None:
         return
     if sys.argv[1:]:
         raise SystemExit(f"usage: python -m collector [agent]; unknown arguments: {' '.join(sys.argv[1:])}")
-    from collector.app import create_app
+    from collector.processes import serve
     from collector.settings import CollectorSettings
-    from eh_runtime.serve import run
 
-    run(create_app(load_settings(CollectorSettings)))
+    serve(load_settings(CollectorSettings))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,8 @@
-"""The collector's parts as FastAPI dependencies, one named alias each."""
+"""The collector's parts as FastAPI dependencies, one named alias each.
+
+Async functions, though they do not await: FastAPI runs a plain function dependency in a worker
+thread, a hop per dependency per request.
+"""
 
 from typing import Annotated
 
@@ -11,27 +15,27 @@ from collector.settings import CollectorSettings
 from eh_runtime.service import Service
 
 
-def _service(request: Request) -> Service:
+async def _service(request: Request) -> Service:
     service: Service = request.app.state.service
     return service
 
 
-def _settings(request: Request) -> CollectorSettings:
+async def _settings(request: Request) -> CollectorSettings:
     settings: CollectorSettings = request.app.state.service.settings
     return settings
 
 
-def _ingestor(request: Request) -> Ingestor:
+async def _ingestor(request: Request) -> Ingestor:
     ingestor: Ingestor = request.app.state.ingestor
     return ingestor
 
 
-def _states(request: Request) -> ResourceStates:
+async def _states(request: Request) -> ResourceStates:
     states: ResourceStates = request.app.state.states
     return states
 
 
-def _heartbeats(request: Request) -> Heartbeats:
+async def _heartbeats(request: Request) -> Heartbeats:
     heartbeats: Heartbeats = request.app.state.heartbeats
     return heartbeats
 

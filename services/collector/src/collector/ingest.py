@@ -10,15 +10,17 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import groupby
 from typing import Any, Final, Literal
 
 from nats.errors import Error as NatsError
+from pydantic_core import to_json
 
 from collector.intake import Intake, reject_future, reject_oversized
 from collector.resource_states import STATE_FIELDS, ResourceStates, TransitionResult
 from eh_contracts.envelope import FieldError
 from eh_contracts.records import EventRecord
-from eh_runtime.event_publisher import EventPublisher, StoreUnavailable
+from eh_runtime.event_publisher import EventPublisher, StoreResult, StoreUnavailable
 from eh_runtime.service import error_detail
 
 EventStatus = Literal["stored", "duplicate", "unchanged", "invalid", "failed"]
@@ -52,6 +54,8 @@ class EventResult:
         return self.status in ACCEPTED
 
     def as_json(self, *, single: bool = False) -> dict[str, Any]:
+        if self.seq is not None and self.id is not None and self.error is None and not self.errors:
+            return {"index": self.index, "status": self.status, "id": self.id, "seq": self.seq}
         result: dict[str, Any] = {"index": self.index, "status": self.status}
         if self.id is not None:
             result["id"] = self.id
@@ -67,19 +71,25 @@ class EventResult:
         return result
 
 
+def _status(outcome: StoreResult) -> EventStatus:
+    return "failed" if outcome.seq is None else "duplicate" if outcome.duplicate else "stored"
+
+
 def from_transition(index: int, event_id: str, result: TransitionResult) -> EventResult:
     return EventResult(index, result.status, event_id, result.seq, result.error)
 
 
 def _runs(events: dict[int, EventRecord]) -> list[tuple[bool, dict[int, EventRecord]]]:
     """The events in index order, cut into runs of transitions and runs of other events."""
-    runs: list[tuple[bool, dict[int, EventRecord]]] = []
-    for index in sorted(events):
-        is_transition = events[index].event in STATE_FIELDS
-        if not runs or runs[-1][0] != is_transition:
-            runs.append((is_transition, {}))
-        runs[-1][1][index] = events[index]
-    return runs
+    if STATE_FIELDS.keys().isdisjoint(e.fields["event"] for e in events.values()):
+        return (
+            [(False, events)] if list(events) == sorted(events) else [(False, dict(sorted(events.items())))]
+        )
+    ordered = [(index, events[index]) for index in sorted(events)]
+    return [
+        (is_transition, dict(run))
+        for is_transition, run in groupby(ordered, key=lambda item: item[1].event in STATE_FIELDS)
+    ]
 
 
 class Ingestor:
@@ -93,7 +103,7 @@ class Ingestor:
     async def ingest(self, intake: Intake) -> list[EventResult]:
         """One result per event of the intake (valid or not), in index order."""
         reject_future(intake, now=datetime.now(UTC), max_skew=self.max_clock_skew)
-        payloads = {i: e.to_json() for i, e in intake.events.items()}
+        payloads = {i: to_json(e.fields) for i, e in intake.events.items()}
         reject_oversized(intake, payloads, self.publisher.max_payload - _HEADER_ALLOWANCE)
         results: dict[int, EventResult] = {
             index: EventResult(index, "invalid", errors=tuple(errors))
@@ -114,20 +124,20 @@ class Ingestor:
         if not events:
             return {}
         indexes = list(events)
-        messages = [self.publisher.message(events[i], payloads[i]) for i in indexes]
+        records = list(events.values())
+        message = self.publisher.message
+        messages = [message(e, payloads[i]) for i, e in zip(indexes, records, strict=True)]
         try:
             outcomes = await self.publisher.publish_messages(messages)
         except StoreUnavailable as error:
-            return {i: EventResult(i, "failed", events[i].id, error=str(error)) for i in indexes}
-        results = {}
-        for index, outcome in zip(indexes, outcomes, strict=True):
-            event_id = events[index].id
-            if outcome.ack is None:
-                results[index] = EventResult(index, "failed", event_id, error=outcome.error)
-            else:
-                status: EventStatus = "duplicate" if outcome.ack.duplicate else "stored"
-                results[index] = EventResult(index, status, event_id, outcome.ack.seq)
-        return results
+            return {
+                i: EventResult(i, "failed", e.id, error=str(error))
+                for i, e in zip(indexes, records, strict=True)
+            }
+        return {
+            index: EventResult(index, _status(outcome), event.id, outcome.seq, outcome.error)
+            for index, event, outcome in zip(indexes, records, outcomes, strict=True)
+        }
 
     async def _transitions(self, events: dict[int, EventRecord]) -> dict[int, EventResult]:
         """Each resource's reports in request order; different resources concurrently."""

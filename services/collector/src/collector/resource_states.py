@@ -254,17 +254,17 @@ class ResourceStates:
             (result,) = await self._publisher.publish_messages([message])
         except StoreUnavailable as error:
             return TransitionResult("failed", None, claim.state, str(error))
-        if result.ack is None:
+        if result.seq is None:
             return TransitionResult("failed", None, claim.state, result.error)
         key = state_key(claim.kind, claim.resource_id)
         try:
-            await self.kv.update(key, claim.value(result.ack.seq), last=revision, validate_keys=False)
+            await self.kv.update(key, claim.value(result.seq), last=revision, validate_keys=False)
         except KeyWrongLastSequenceError:
             pass  # a later transition already replaced this one; its own sequence is recorded there
         except Exception as error:  # the event is stored; a missing seq only delays the next report
             log.warning("transition stored, recording its sequence failed", key=key, error=str(error))
-        status: Literal["stored", "duplicate"] = "duplicate" if result.ack.duplicate else "stored"
-        return TransitionResult(status, result.ack.seq, claim.state)
+        status: Literal["stored", "duplicate"] = "duplicate" if result.duplicate else "stored"
+        return TransitionResult(status, result.seq, claim.state)
 
     async def _complete(self, pending: ResourceState) -> TransitionResult:
         """Store a transition that was claimed but not (known to be) stored; at most once.

@@ -1,5 +1,6 @@
 """`POST /api/v1/events`: one event, a JSON array or NDJSON; every event judged and answered on its own."""
 
+from collections import Counter
 from typing import Any, Final
 
 import pydantic_core
@@ -64,9 +65,7 @@ async def ingest_events(request: Request, ingestor: IngestorDep, settings: Setti
 
 def ingest_response(intake: Intake, results: list[EventResult]) -> Response:
     """The answer to a body of events: the status code says whether all, some or none were accepted."""
-    counts = dict.fromkeys(("stored", "duplicate", "unchanged", "invalid", "failed"), 0)
-    for result in results:
-        counts[result.status] += 1
+    counts = Counter(r.status for r in results)
     accepted = counts["stored"] + counts["duplicate"] + counts["unchanged"]
     body: dict[str, Any] = {
         "stored": counts["stored"],

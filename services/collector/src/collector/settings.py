@@ -23,6 +23,12 @@ class CollectorSettings(ServiceSettings):
         default=timedelta(seconds=30),
         description="A node without a heartbeat for this long becomes offline (heartbeat_timeout).",
     )
+    workers: int = Field(
+        default=1,
+        ge=1,
+        description="Collector processes sharing the port, each a whole collector (its own NATS "
+        "connection); /metrics answers for the process that took the request.",
+    )
     ingest_concurrency: int = Field(
         default=256, ge=1, description="NATS ingestion requests handled at once; more wait in NATS."
     )
