@@ -1,0 +1,612 @@
+"""Fan-out benchmarks for the SSE edge (issue 4), each figure next to its baselines in the same run.
+
+Processes, each on its own (2 cores are shared by all of them, so a figure's baselines are always
+measured in the same run, one after the other, with the same load client):
+- nats-server with JetStream (eh_devtools), the EVENTS stream provisioned as the services do;
+- the server under test: the edge (`python -m sse_edge`), the baseline (bench/fanout_baseline.py:
+  one nats-py ordered consumer per client behind sse-starlette, one write per event) or the
+  ceiling (bench/fanout_ceiling.py: no NATS, in-process producer, one batched write per client
+  per wake-up);
+- a publisher (bench/nats_load.py publish) at a fixed rate of ~300-byte node_metrics events over
+  100 resources, core-published into the stream (the ceiling makes its own events);
+- load clients (bench/sse_load.py): raw-socket SSE connections that count frames in raw bytes.
+
+Scenarios (`--only` picks some, comma-separated):
+- fanout: deliveries/s to 100 and 1,000 clients, (a) all subscribed to everything, (b) spread over
+  100 resources with a resource_id filter; edge vs baseline vs ceiling.
+- latency: publish → client receive, p50/p99, 10,000 events/s, 100 clients, next to bare NATS core
+  publish → subscribe in the same run.
+- idle: 15,000 connections on one edge with heartbeats; the edge's RSS per connection.
+- slow: one stalled client (never reads, small SO_RCVBUF) among 1,000; the others' p99 latency vs
+  the same load without it.
+
+    .venv/bin/python bench/bench_fanout.py                        # everything (~6 minutes)
+    .venv/bin/python bench/bench_fanout.py --quick                # a short smoke run
+    .venv/bin/python bench/bench_fanout.py --only fanout --servers edge,ceiling
+"""
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from array import array
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nats
+
+from eh_devtools.nats_server import NatsServer, die_with_parent
+from eh_runtime.settings import StreamSettings
+from eh_runtime.stream import EVENTS_STREAM, ensure_events_stream
+
+BENCH = Path(__file__).resolve().parent
+RESOURCES = 100
+SCENARIOS = ("fanout", "latency", "idle", "slow")
+SERVERS = ("edge", "baseline", "ceiling")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def child_setup() -> None:
+    """Before exec in every child: die with this process, and take every file descriptor allowed."""
+    die_with_parent()
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+class Children:
+    """Every process this run starts; all are stopped on the way out, also on Ctrl-C."""
+
+    def __init__(self) -> None:
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def spawn(self, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(
+            [sys.executable, *args],
+            env={**os.environ, **(env or {})},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            preexec_fn=child_setup,
+        )
+        self.processes.append(process)
+        return process
+
+    def stop(self, process: subprocess.Popen[bytes], grace: float = 15) -> None:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(grace)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        for pipe in (process.stdin, process.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
+        if process in self.processes:
+            self.processes.remove(process)
+
+    def stop_all(self) -> None:
+        for process in reversed(list(self.processes)):
+            self.stop(process, grace=5)
+
+
+def read_json(process: subprocess.Popen[bytes]) -> dict[str, Any]:
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line:
+        raise RuntimeError(f"{process.args[1:2]} exited ({process.wait()}) without an answer")
+    return dict(json.loads(line))
+
+
+def tell(process: subprocess.Popen[bytes], command: str) -> None:
+    assert process.stdin is not None
+    process.stdin.write(command.encode() + b"\n")
+    process.stdin.flush()
+
+
+def wait_ready(port: int, process: subprocess.Popen[bytes], what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+            sock.sendall(b"GET /readyz HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+            if sock.recv(64).startswith(b"HTTP/1.1 200"):
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} did not become ready")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def percentile(values: list[int], fraction: float) -> float:
+    if not values:
+        return float("nan")
+    return values[min(len(values) - 1, int(len(values) * fraction))] / 1e6  # ns -> ms
+
+
+@dataclass
+class Server:
+    kind: str
+    process: subprocess.Popen[bytes]
+    port: int
+
+
+@dataclass
+class Run:
+    """One run: the nats-server, the processes, and every figure measured."""
+
+    nats_url: str
+    children: Children
+    workdir: Path
+    quick: bool
+    edge_env: dict[str, str]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    # -- servers ----------------------------------------------------------------------------
+
+    def start_server(self, kind: str, rate: float = 0, extra_env: dict[str, str] | None = None) -> Server:
+        port = free_port()
+        if kind == "edge":
+            env = {
+                "NATS_URL": self.nats_url,
+                "SSE_EDGE_HOST": "127.0.0.1",
+                "SSE_EDGE_PORT": str(port),
+                "LOG_LEVEL": "warning",
+                **self.edge_env,
+                **(extra_env or {}),
+            }
+            process = self.children.spawn(["-m", "sse_edge"], env)
+        elif kind == "baseline":
+            # Consumers of a previous baseline linger for their inactive threshold (5 s), and
+            # nats-server 2.15 allows 1,000 per stream: start with none.
+            asyncio.run(wait_for_no_consumers(self.nats_url))
+            process = self.children.spawn(
+                [str(BENCH / "fanout_baseline.py"), "--port", str(port), "--nats-url", self.nats_url]
+            )
+        elif kind == "ceiling":
+            process = self.children.spawn(
+                [
+                    str(BENCH / "fanout_ceiling.py"),
+                    *("--port", str(port), "--rate", str(rate), "--resources", str(RESOURCES)),
+                ]
+            )
+        else:
+            raise ValueError(kind)
+        wait_ready(port, process, kind)
+        return Server(kind, process, port)
+
+    @contextlib.contextmanager
+    def server(self, kind: str, rate: float = 0, extra_env: dict[str, str] | None = None) -> Iterator[Server]:
+        server = self.start_server(kind, rate, extra_env)
+        try:
+            yield server
+        finally:
+            self.children.stop(server.process)
+
+    @contextlib.contextmanager
+    def publisher(self, rate: float, prefix: str = "events") -> Iterator[dict[str, Any]]:
+        """Publishes while the block runs; the dict gets the published count and rate afterwards."""
+        spec = {"url": self.nats_url, "rate": rate, "resources": RESOURCES, "prefix": prefix}
+        process = self.children.spawn([str(BENCH / "nats_load.py"), "publish", json.dumps(spec)])
+        read_json(process)
+        outcome: dict[str, Any] = {}
+        try:
+            yield outcome
+        finally:
+            with contextlib.suppress(OSError, RuntimeError):
+                tell(process, "stop")
+                result = read_json(process)
+                outcome.update(result, rate=result["published"] / result["seconds"])
+            self.children.stop(process)
+
+    # -- load clients -----------------------------------------------------------------------
+
+    def clients(
+        self,
+        port: int,
+        paths: list[str],
+        *,
+        processes: int = 1,
+        latency: bool = False,
+        stall_paths: list[str] | None = None,
+    ) -> list[tuple[subprocess.Popen[bytes], dict[str, Any]]]:
+        started = []
+        for p in range(processes):
+            spec = {
+                "host": "127.0.0.1",
+                "port": port,
+                "paths": paths[p::processes],
+                "latency": latency,
+                "latency_file": str(self.workdir / f"latency-{p}.bin"),
+                "stall_paths": (stall_paths or []) if p == 0 else [],
+            }
+            started.append((self.children.spawn([str(BENCH / "sse_load.py"), json.dumps(spec)]), spec))
+        failed: dict[str, int] = {}
+        for process, _spec in started:
+            hello = read_json(process)
+            for error, count in hello["errors"].items():
+                failed[error] = failed.get(error, 0) + count
+        if failed:
+            for process, _ in started:
+                self.children.stop(process)
+            raise RuntimeError(f"connections failed: {failed}")
+        return started
+
+    def measure(
+        self,
+        clients: list[tuple[subprocess.Popen[bytes], dict[str, Any]]],
+        seconds: float,
+        watch: int | None = None,
+        probe: Callable[[], Any] | None = None,
+    ) -> dict[str, Any]:
+        """Zero the counters, wait, and collect: events, bytes, closes, latencies, server CPU;
+        `probe` runs at the end of the window, while the connections are still open."""
+        for process, _ in clients:
+            tell(process, "start")
+        cpu_before = cpu_seconds(watch) if watch else 0.0
+        time.sleep(seconds)
+        cpu = (cpu_seconds(watch) - cpu_before) / seconds if watch else None
+        totals: dict[str, Any] = {"events": 0, "bytes": 0, "heartbeats": 0, "closed": 0, "stalled": []}
+        totals["probe"] = probe() if probe else None
+        latencies = array("q")
+        window = 0.0
+        for process, spec in clients:
+            tell(process, "stop")
+            result = read_json(process)
+            window = max(window, result["seconds"])
+            for key in ("events", "bytes", "heartbeats", "closed"):
+                totals[key] += result.get(key, 0)
+            totals["stalled"] += result.get("stalled", [])
+            path = Path(spec["latency_file"])
+            if path.exists():
+                latencies.frombytes(path.read_bytes())
+                path.unlink()
+            self.children.stop(process, grace=10)
+        ordered = sorted(latencies)
+        totals.update(
+            seconds=window,
+            rate=totals["events"] / window,
+            samples=len(ordered),
+            p50=percentile(ordered, 0.50),
+            p99=percentile(ordered, 0.99),
+            max=ordered[-1] / 1e6 if ordered else float("nan"),
+            server_cpu=cpu,
+        )
+        return totals
+
+    def bare_latency(self, rate: float, warmup: float, seconds: float) -> dict[str, Any]:
+        spec = {"url": self.nats_url, "resources": RESOURCES, "latency_file": str(self.workdir / "bare.bin")}
+        subscriber = self.children.spawn([str(BENCH / "nats_load.py"), "subscribe", json.dumps(spec)])
+        read_json(subscriber)
+        with self.publisher(rate, prefix="bare") as published:
+            time.sleep(warmup)
+            result = self.measure([(subscriber, spec)], seconds)
+        result["offered"] = published.get("rate", rate)
+        return result
+
+    def record(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        shown = {k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items()}
+        print("  " + json.dumps(shown), flush=True)
+
+
+def paths_for(pattern: str, count: int) -> list[str]:
+    if pattern == "all":
+        return ["/api/v1/events"] * count
+    return [f"/api/v1/events?resource_id=node-{i % RESOURCES}" for i in range(count)]
+
+
+# -- scenarios ------------------------------------------------------------------------------
+
+
+def fanout(run: Run, servers: list[str]) -> None:
+    warmup, seconds = (1.0, 3.0) if run.quick else (2.0, 6.0)
+    # Offered rates: all-subscribed, 1M deliveries/s offered at both sizes (far beyond what this
+    # machine can write); spread, bounded by what one publisher and nats-server take in.
+    cells = [
+        ("all", 100, 10_000.0),
+        ("all", 1000, 1_000.0),
+        ("spread", 100, 20_000.0),
+        ("spread", 1000, 20_000.0),
+    ]
+    print(f"fan-out: warm-up {warmup} s, window {seconds} s, cells (pattern, clients, events/s): {cells}")
+    for pattern, count, rate in cells:
+        per_event = count if pattern == "all" else count / RESOURCES
+        for kind in servers:
+            with run.server(kind, rate) as server:
+                clients = run.clients(server.port, paths_for(pattern, count))
+                if kind == "ceiling":
+                    time.sleep(warmup)
+                    result = run.measure(clients, seconds, watch=server.process.pid)
+                    offered = rate
+                else:
+                    with run.publisher(rate) as published:
+                        time.sleep(warmup)
+                        result = run.measure(clients, seconds, watch=server.process.pid)
+                    offered = published.get("rate", rate)
+            run.record(
+                {
+                    "scenario": "fanout",
+                    "pattern": pattern,
+                    "clients": count,
+                    "server": kind,
+                    "events_per_s_in": offered,
+                    "offered_deliveries_per_s": offered * per_event,
+                    "deliveries_per_s": result["rate"],
+                    "closed_by_server": result["closed"],
+                    "server_cpu": result["server_cpu"],
+                }
+            )
+
+
+def latency(run: Run, servers: list[str]) -> None:
+    warmup, seconds = (1.0, 3.0) if run.quick else (2.0, 8.0)
+    rate, count = 10_000.0, 100
+    print(f"latency: {rate:.0f} events/s over {RESOURCES} resources, {count} clients, window {seconds} s")
+    bare = run.bare_latency(rate, warmup, seconds)
+    run.record(
+        {
+            "scenario": "latency",
+            "pattern": f"{RESOURCES} core subscriptions, one per resource",
+            "server": "bare NATS",
+            "events_per_s_in": bare["offered"],
+            "received_per_s": bare["rate"],
+            "p50_ms": bare["p50"],
+            "p99_ms": bare["p99"],
+            "max_ms": bare["max"],
+            "samples": bare["samples"],
+        }
+    )
+    patterns = ["spread"] if run.quick else ["spread", "all"]
+    for pattern in patterns:
+        for kind in [s for s in servers if s != "ceiling"]:
+            if kind == "baseline" and pattern == "all":
+                continue  # 1M deliveries/s: the baseline's consumers stall (issue 4), no latency to read
+            with run.server(kind) as server:
+                clients = run.clients(server.port, paths_for(pattern, count), latency=True)
+                with run.publisher(rate) as published:
+                    time.sleep(warmup)
+                    result = run.measure(clients, seconds, watch=server.process.pid)
+            run.record(
+                {
+                    "scenario": "latency",
+                    "pattern": pattern,
+                    "clients": count,
+                    "server": kind,
+                    "events_per_s_in": published.get("rate", rate),
+                    "received_per_s": result["rate"],
+                    "p50_ms": result["p50"],
+                    "p99_ms": result["p99"],
+                    "max_ms": result["max"],
+                    "samples": result["samples"],
+                    "p99_vs_bare": result["p99"] / bare["p99"],
+                    "closed_by_server": result["closed"],
+                    "server_cpu": result["server_cpu"],
+                }
+            )
+
+
+def idle(run: Run, connections: int) -> None:
+    hold = 6.0 if run.quick else 12.0
+    heartbeat = 5
+    print(f"idle: {connections:,} connections to one edge, heartbeat every {heartbeat} s, held {hold} s")
+    with run.server("edge", extra_env={"SSE_EDGE_HEARTBEAT_INTERVAL": f"{heartbeat}s"}) as server:
+        pid = server.process.pid
+        # One connection first, so that what the first request imports and caches is not counted.
+        run.measure(run.clients(server.port, paths_for("spread", 1)), 0.2)
+        time.sleep(1)
+        before = rss_kib(pid)
+        started = time.monotonic()
+        clients = run.clients(
+            server.port, paths_for("spread", connections), processes=max(1, -(-connections // 5000))
+        )
+        opened_in = time.monotonic() - started
+        result = run.measure(clients, hold, watch=pid, probe=lambda: rss_kib(pid))
+    after = result["probe"]
+    run.record(
+        {
+            "scenario": "idle",
+            "server": "edge",
+            "connections": connections,
+            "opened_in_s": opened_in,
+            "rss_before_kib": before,
+            "rss_after_kib": after,
+            "kib_per_connection": (after - before) / connections,
+            "heartbeats_per_connection": result["heartbeats"] / connections,
+            "closed_by_server": result["closed"],
+            "server_cpu": result["server_cpu"],
+        }
+    )
+
+
+def slow(run: Run) -> None:
+    warmup, seconds = (1.0, 4.0) if run.quick else (2.0, 10.0)
+    rate, count = 2_000.0, 1000
+    print(
+        f"slow client: {count} clients spread over {RESOURCES} resources, {rate:.0f} events/s, window "
+        f"{seconds} s; then the same with one more client (all events) that never reads"
+    )
+    for stalled in (False, True):
+        with run.server("edge") as server:
+            clients = run.clients(
+                server.port,
+                paths_for("spread", count),
+                latency=True,
+                stall_paths=["/api/v1/events"] if stalled else None,
+            )
+            with run.publisher(rate) as published:
+                time.sleep(warmup)
+                result = run.measure(clients, seconds, watch=server.process.pid)
+        run.record(
+            {
+                "scenario": "slow",
+                "server": "edge",
+                "clients": count,
+                "stalled_client": stalled,
+                "events_per_s_in": published.get("rate", rate),
+                "received_per_s": result["rate"],
+                "p50_ms": result["p50"],
+                "p99_ms": result["p99"],
+                "max_ms": result["max"],
+                "samples": result["samples"],
+                "stalled_state": result["stalled"],
+                "closed_by_server": result["closed"],
+                "server_cpu": result["server_cpu"],
+            }
+        )
+
+
+def report(rows: list[dict[str, Any]]) -> None:
+    """The table: each figure, its baselines from this run, the ratio and the goal."""
+    lines = [
+        "",
+        "| figure | edge | baseline | ceiling / bare | ratios | goal |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+
+    def find(**match: Any) -> dict[str, Any] | None:
+        for row in rows:
+            if all(row.get(k) == v for k, v in match.items()):
+                return row
+        return None
+
+    for pattern in ("all", "spread"):
+        for count in (100, 1000):
+            cells = {k: find(scenario="fanout", pattern=pattern, clients=count, server=k) for k in SERVERS}
+            if not any(cells.values()):
+                continue
+            rate = {k: (v["deliveries_per_s"] if v else None) for k, v in cells.items()}
+            any_row = next(v for v in cells.values() if v)
+            ratios = []
+            if rate["edge"] and rate["baseline"]:
+                ratios.append(f"{rate['edge'] / rate['baseline']:.1f}x baseline")
+            if rate["edge"] and rate["ceiling"]:
+                ratios.append(f"{rate['edge'] / rate['ceiling']:.2f}x ceiling")
+            lines.append(
+                f"| fan-out deliveries/s, {count} clients, {pattern}, "
+                f"{any_row['events_per_s_in']:,.0f} ev/s in "
+                f"({any_row['offered_deliveries_per_s']:,.0f}/s offered) | "
+                + " | ".join(f"{r:,.0f}" if r else "-" for r in rate.values())
+                + f" | {', '.join(ratios)} | {'>= 10x baseline, >= 0.7x ceiling' if count == 1000 else '-'} |"
+            )
+    bare = find(scenario="latency", server="bare NATS")
+    for pattern in ("spread", "all"):
+        edge = find(scenario="latency", pattern=pattern, server="edge")
+        base = find(scenario="latency", pattern=pattern, server="baseline")
+        if not edge:
+            continue
+        lines.append(
+            f"| latency p50 / p99 ms, 100 clients, {pattern}, 10,000 ev/s | {edge['p50_ms']:.1f} / "
+            f"{edge['p99_ms']:.1f} | "
+            + (f"{base['p50_ms']:.1f} / {base['p99_ms']:.1f}" if base else "-")
+            + " | "
+            + (f"{bare['p50_ms']:.2f} / {bare['p99_ms']:.2f}" if bare else "-")
+            + f" | p99 {edge['p99_vs_bare']:.1f}x bare | p99 <= 15 ms and <= 3x bare |"
+        )
+    row = find(scenario="idle")
+    if row:
+        lines.append(
+            f"| idle RSS per connection, {row['connections']:,} connections | "
+            f"{row['kib_per_connection']:.1f} KiB | - | - | - | <= 12 KiB |"
+        )
+    calm, stalled = find(scenario="slow", stalled_client=False), find(scenario="slow", stalled_client=True)
+    if calm and stalled:
+        lines.append(
+            f"| others' p99 ms with one stalled client among 1,000 | {stalled['p99_ms']:.1f} | "
+            f"without: {calm['p99_ms']:.1f} | - | {stalled['p99_ms'] / calm['p99_ms']:.2f}x | <= 1.2x |"
+        )
+    print("\n".join(lines), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short windows and fewer idle connections")
+    parser.add_argument("--only", default=",".join(SCENARIOS), help=f"some of {','.join(SCENARIOS)}")
+    parser.add_argument("--servers", default=",".join(SERVERS), help=f"some of {','.join(SERVERS)}")
+    parser.add_argument("--idle-connections", type=int, default=None, help="default 15,000 (quick: 2,000)")
+    parser.add_argument("--json", type=Path, help="also write every row to this file")
+    args = parser.parse_args()
+    only = [s for s in args.only.split(",") if s]
+    servers = [s for s in args.servers.split(",") if s]
+    for name in only:
+        if name not in SCENARIOS:
+            parser.error(f"unknown scenario {name!r}")
+    for name in servers:
+        if name not in SERVERS:
+            parser.error(f"unknown server {name!r}")
+    print(f"machine: {os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f}", flush=True)
+    children = Children()
+    try:
+        with tempfile.TemporaryDirectory() as directory, NatsServer(Path(directory) / "js") as nats_server:
+            asyncio.run(provision(nats_server.url))
+            run = Run(
+                nats_server.url,
+                children,
+                Path(directory),
+                args.quick,
+                edge_env={
+                    # Every connection comes from 127.0.0.1: the limits must allow the whole load.
+                    "SSE_EDGE_MAX_CONNECTIONS": "20000",
+                    "SSE_EDGE_MAX_CONNECTIONS_PER_ADDRESS": "20000",
+                },
+            )
+            if "fanout" in only:
+                fanout(run, servers)
+            if "latency" in only:
+                latency(run, servers)
+            if "idle" in only:
+                idle(run, args.idle_connections or (2000 if args.quick else 15_000))
+            if "slow" in only:
+                slow(run)
+            report(run.rows)
+            if args.json:
+                args.json.write_text(json.dumps(run.rows, indent=1))
+    finally:
+        children.stop_all()
+
+
+async def provision(url: str) -> None:
+    client = await nats.connect(url)
+    await ensure_events_stream(client.jetstream(), StreamSettings())
+    await client.close()
+
+
+async def wait_for_no_consumers(url: str, timeout: float = 30) -> None:
+    client = await nats.connect(url)
+    js = client.jetstream()
+    for _ in range(int(timeout / 0.5)):
+        if not (await js.stream_info(EVENTS_STREAM)).state.consumer_count:
+            break
+        await asyncio.sleep(0.5)
+    await client.close()
+
+
+if __name__ == "__main__":
+    main()
