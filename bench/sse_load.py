@@ -1,6 +1,6 @@
 """SSE load client for bench_fanout.py: many raw-socket SSE connections in one process.
 
-Run by the benchmark as its own process (`python bench/sse_load.py '<json spec>'`), several at
+Run by the benchmark as its own process (`python bench/sse_load.py <spec.json>`), several at
 once when the connection count needs it. Nothing per event is parsed in Python: received bytes
 are counted and searched with `bytes.count` for the frame marker `\\nid: ` (a frame starts a
 line with `id: `; chunked transfer encoding puts `\\r\\n<size>\\r\\n` before a chunk, so the
@@ -212,4 +212,6 @@ def stall_state(sock: socket.socket) -> str:
 
 
 if __name__ == "__main__":
-    uvloop.run(main(json.loads(sys.argv[1])))
+    with open(sys.argv[1]) as spec_file:
+        spec = json.load(spec_file)
+    uvloop.run(main(spec))
