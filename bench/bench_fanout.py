@@ -76,14 +76,18 @@ class Children:
     def __init__(self) -> None:
         self.processes: list[subprocess.Popen[bytes]] = []
 
-    def spawn(self, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        process = subprocess.Popen(
-            [sys.executable, *args],
-            env={**os.environ, **(env or {})},
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            preexec_fn=child_setup,
-        )
+    def spawn(
+        self, args: list[str], env: dict[str, str] | None = None, stderr: Path | None = None
+    ) -> subprocess.Popen[bytes]:
+        with contextlib.ExitStack() as files:
+            process = subprocess.Popen(
+                [sys.executable, *args],
+                env={**os.environ, **(env or {})},
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=files.enter_context(stderr.open("ab")) if stderr else None,
+                preexec_fn=child_setup,
+            )
         self.processes.append(process)
         return process
 
@@ -139,6 +143,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) CPU ticks of the whole machine so far, from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return sum(values) - idle, sum(values)
+
+
+def machine_busy_share(before: tuple[int, int], after: tuple[int, int]) -> float:
+    return (after[0] - before[0]) / max(1, after[1] - before[1])
+
+
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -170,6 +185,27 @@ class Run:
     edge_env: dict[str, str]
     all_offered: tuple[float, ...] = (1e6, 3e6)
     spread_rate: float = 20_000
+    profile_dir: Path | None = None
+    infra_pids: list[int] = field(default_factory=list)
+
+    @property
+    def baseline_log(self) -> Path:
+        return self.workdir / "baseline.log"
+
+    def baseline_errors(self) -> dict[str, int]:
+        """What the baseline's NATS client complained about since the last call (then forgotten)."""
+        if not self.baseline_log.exists():
+            return {}
+        text = self.baseline_log.read_text(errors="replace")
+        self.baseline_log.unlink()
+        kinds = {
+            "consumer limit reached": "maximum consumers limit reached",
+            "nats timeouts": "nats.errors.TimeoutError",
+            "slow consumer": "SlowConsumerError",
+        }
+        found = {name: text.count(needle) for name, needle in kinds.items()}
+        return {name: count for name, count in found.items() if count}
+
     rows: list[dict[str, Any]] = field(default_factory=list)
 
     # -- servers ----------------------------------------------------------------------------
@@ -190,8 +226,10 @@ class Run:
             # Consumers of a previous baseline linger for their inactive threshold (5 s), and
             # nats-server 2.15 allows 1,000 per stream: start with none.
             asyncio.run(wait_for_no_consumers(self.nats_url))
+            # Its stalled consumers fill stderr with nats-py tracebacks: kept in a file, counted.
             process = self.children.spawn(
-                [str(BENCH / "fanout_baseline.py"), "--port", str(port), "--nats-url", self.nats_url]
+                [str(BENCH / "fanout_baseline.py"), "--port", str(port), "--nats-url", self.nats_url],
+                stderr=self.baseline_log,
             )
         elif kind == "ceiling":
             process = self.children.spawn(
@@ -220,9 +258,11 @@ class Run:
         process = self.children.spawn([str(BENCH / "nats_load.py"), "publish", json.dumps(spec)])
         read_json(process)
         outcome: dict[str, Any] = {}
+        self.infra_pids.append(process.pid)
         try:
             yield outcome
         finally:
+            self.infra_pids.remove(process.pid)
             with contextlib.suppress(OSError, RuntimeError):
                 tell(process, "stop")
                 result = read_json(process)
@@ -270,18 +310,43 @@ class Run:
         seconds: float,
         watch: int | None = None,
         probe: Callable[[], Any] | None = None,
+        profile: str | None = None,
     ) -> dict[str, Any]:
         """Zero the counters, wait, and collect: events, bytes, closes, latencies, server CPU;
         `probe` runs at the end of the window, while the connections are still open."""
         for process, _ in clients:
             tell(process, "start")
+        profiler = None
+        if self.profile_dir is not None and profile:
+            self.profile_dir.mkdir(parents=True, exist_ok=True)
+            profiler = subprocess.Popen(
+                [
+                    str(Path(sys.executable).parent / "py-spy"),
+                    *("record", "--pid", str(watch), "--rate", "200", "--duration", str(int(seconds))),
+                    *("--nonblocking", "--format", "raw", "-o", str(self.profile_dir / f"{profile}.txt")),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                preexec_fn=die_with_parent,
+            )
         cpu_before = cpu_seconds(watch) if watch else 0.0
+        infra = [pid for pid in self.infra_pids if Path(f"/proc/{pid}").exists()]
+        infra_cpu_before = sum(cpu_seconds(pid) for pid in infra)
+        machine_before = machine_ticks()
         client_cpu_before = sum(cpu_seconds(process.pid) for process, _ in clients)
         time.sleep(seconds)
         cpu = (cpu_seconds(watch) - cpu_before) / seconds if watch else None
+        infra_cpu = (sum(cpu_seconds(pid) for pid in infra) - infra_cpu_before) / seconds
+        machine_busy = machine_busy_share(machine_before, machine_ticks())
         client_cpu = (sum(cpu_seconds(process.pid) for process, _ in clients) - client_cpu_before) / seconds
         totals: dict[str, Any] = {"events": 0, "bytes": 0, "heartbeats": 0, "closed": 0, "stalled": []}
         totals["probe"] = probe() if probe else None
+        if profiler is not None:
+            try:
+                profiler.wait(30)
+            except subprocess.TimeoutExpired:
+                profiler.kill()
+                profiler.wait()
         latencies = array("q")
         window = 0.0
         for process, spec in clients:
@@ -306,14 +371,21 @@ class Run:
             max=ordered[-1] / 1e6 if ordered else float("nan"),
             server_cpu=cpu,
             client_cpu=client_cpu,
+            nats_and_publisher_cpu=infra_cpu,
+            machine_busy=machine_busy,
         )
         return totals
 
-    def bare_latency(self, rate: float, warmup: float, seconds: float) -> dict[str, Any]:
-        spec = {"url": self.nats_url, "resources": RESOURCES, "latency_file": str(self.workdir / "bare.bin")}
+    def bare_latency(self, rate: float, warmup: float, seconds: float, mode: str) -> dict[str, Any]:
+        spec = {
+            "url": self.nats_url,
+            "resources": RESOURCES,
+            "latency_file": str(self.workdir / "bare.bin"),
+            "mode": mode,
+        }
         subscriber = self.children.spawn([str(BENCH / "nats_load.py"), "subscribe", json.dumps(spec)])
         read_json(subscriber)
-        with self.publisher(rate, prefix="bare") as published:
+        with self.publisher(rate, prefix="bare" if mode == "core" else "events") as published:
             time.sleep(warmup)
             result = self.measure([(subscriber, spec)], seconds)
         result["offered"] = published.get("rate", rate)
@@ -353,7 +425,12 @@ def fanout(run: Run, servers: list[str]) -> None:
                 else:
                     with run.publisher(rate) as published:
                         time.sleep(warmup)
-                        result = run.measure(clients, seconds, watch=server.process.pid)
+                        result = run.measure(
+                            clients,
+                            seconds,
+                            watch=server.process.pid,
+                            profile=f"fanout-{pattern}-{count}-{rate:.0f}" if kind == "edge" else None,
+                        )
                     offered = published.get("rate", rate)
             run.record(
                 {
@@ -365,9 +442,12 @@ def fanout(run: Run, servers: list[str]) -> None:
                     "events_per_s_in": offered,
                     "offered_deliveries_per_s": offered * per_event,
                     "deliveries_per_s": result["rate"],
+                    "baseline_errors": run.baseline_errors() if kind == "baseline" else None,
                     "closed_by_server": result["closed"],
                     "server_cpu": result["server_cpu"],
                     "client_cpu": result["client_cpu"],
+                    "nats_and_publisher_cpu": result["nats_and_publisher_cpu"],
+                    "machine_busy": result["machine_busy"],
                 }
             )
 
@@ -376,20 +456,29 @@ def latency(run: Run, servers: list[str]) -> None:
     warmup, seconds = (1.0, 3.0) if run.quick else (2.0, 8.0)
     rate, count = 10_000.0, 100
     print(f"latency: {rate:.0f} events/s over {RESOURCES} resources, {count} clients, window {seconds} s")
-    bare = run.bare_latency(rate, warmup, seconds)
-    run.record(
-        {
-            "scenario": "latency",
-            "pattern": f"{RESOURCES} core subscriptions, one per resource",
-            "server": "bare NATS",
-            "events_per_s_in": bare["offered"],
-            "received_per_s": bare["rate"],
-            "p50_ms": bare["p50"],
-            "p99_ms": bare["p99"],
-            "max_ms": bare["max"],
-            "samples": bare["samples"],
-        }
-    )
+    bare = run.bare_latency(rate, warmup, seconds, "core")
+    feed = run.bare_latency(rate, warmup, seconds, "jetstream")
+    for name, pattern, result in (
+        ("bare NATS", f"{RESOURCES} core subscriptions, one per resource", bare),
+        (
+            "bare JetStream feed",
+            "one nats-py ordered consumer on events.> (the edge's live feed alone)",
+            feed,
+        ),
+    ):
+        run.record(
+            {
+                "scenario": "latency",
+                "pattern": pattern,
+                "server": name,
+                "events_per_s_in": result["offered"],
+                "received_per_s": result["rate"],
+                "p50_ms": result["p50"],
+                "p99_ms": result["p99"],
+                "max_ms": result["max"],
+                "samples": result["samples"],
+            }
+        )
     patterns = ["spread"] if run.quick else ["spread", "all"]
     for pattern in patterns:
         for kind in [s for s in servers if s != "ceiling"]:
@@ -399,7 +488,12 @@ def latency(run: Run, servers: list[str]) -> None:
                 clients = run.clients(server.port, paths_for(pattern, count), latency=True)
                 with run.publisher(rate) as published:
                     time.sleep(warmup)
-                    result = run.measure(clients, seconds, watch=server.process.pid)
+                    result = run.measure(
+                        clients,
+                        seconds,
+                        watch=server.process.pid,
+                        profile=f"latency-{pattern}" if kind == "edge" else None,
+                    )
             run.record(
                 {
                     "scenario": "latency",
@@ -413,9 +507,12 @@ def latency(run: Run, servers: list[str]) -> None:
                     "max_ms": result["max"],
                     "samples": result["samples"],
                     "p99_vs_bare": result["p99"] / bare["p99"],
+                    "baseline_errors": run.baseline_errors() if kind == "baseline" else None,
                     "closed_by_server": result["closed"],
                     "server_cpu": result["server_cpu"],
                     "client_cpu": result["client_cpu"],
+                    "nats_and_publisher_cpu": result["nats_and_publisher_cpu"],
+                    "machine_busy": result["machine_busy"],
                 }
             )
 
@@ -450,12 +547,14 @@ def idle(run: Run, connections: int) -> None:
             "closed_by_server": result["closed"],
             "server_cpu": result["server_cpu"],
             "client_cpu": result["client_cpu"],
+            "nats_and_publisher_cpu": result["nats_and_publisher_cpu"],
+            "machine_busy": result["machine_busy"],
         }
     )
 
 
 def slow(run: Run) -> None:
-    warmup, seconds, rounds = (1.0, 4.0, 1) if run.quick else (2.0, 10.0, 2)
+    warmup, seconds, rounds = (1.0, 4.0, 1) if run.quick else (2.0, 10.0, 3)
     rate, count = 1_000.0, 1000
     print(
         f"slow client: {count} clients spread over {RESOURCES} resources, {rate:.0f} events/s, window "
@@ -473,7 +572,12 @@ def slow(run: Run) -> None:
                 )
                 with run.publisher(rate) as published:
                     time.sleep(warmup)
-                    result = run.measure(clients, seconds, watch=server.process.pid)
+                    result = run.measure(
+                        clients,
+                        seconds,
+                        watch=server.process.pid,
+                        profile=f"slow-{'stalled' if stalled else 'calm'}-{round_no}",
+                    )
             run.record(
                 {
                     "scenario": "slow",
@@ -491,6 +595,8 @@ def slow(run: Run) -> None:
                     "closed_by_server": result["closed"],
                     "server_cpu": result["server_cpu"],
                     "client_cpu": result["client_cpu"],
+                    "nats_and_publisher_cpu": result["nats_and_publisher_cpu"],
+                    "machine_busy": result["machine_busy"],
                 }
             )
 
@@ -513,10 +619,12 @@ def report(rows: list[dict[str, Any]]) -> None:
         ratios = []
         if rate["edge"] and rate["baseline"]:
             ratios.append(f"{rate['edge'] / rate['baseline']:.1f}x baseline")
+        elif rate["edge"] and rate["baseline"] == 0:
+            ratios.append("baseline delivered nothing")
         if rate["edge"] and rate["ceiling"]:
             ratios.append(f"{rate['edge'] / rate['ceiling']:.2f}x ceiling")
         goal = ">= 10x baseline, >= 0.7x ceiling" if count == 1000 else "-"
-        shown = " | ".join(f"{r:,.0f}" if r else "-" for r in rate.values())
+        shown = " | ".join("-" if r is None else f"{r:,.0f}" for r in rate.values())
         return f"| {label} | {shown} | {', '.join(ratios)} | {goal} |"
 
     fanout_rows = [row for row in rows if row["scenario"] == "fanout"]
@@ -543,6 +651,12 @@ def report(rows: list[dict[str, Any]]) -> None:
         }
         lines.append(fanout_line(f"**best of the offered rates**, {count} clients, {pattern}", best, count))
     bare = find(scenario="latency", server="bare NATS")
+    feed = find(scenario="latency", server="bare JetStream feed")
+    if feed:
+        lines.append(
+            f"| latency p50 / p99 ms, one ordered consumer, no edge (its live feed alone) | - | - | "
+            f"{feed['p50_ms']:.2f} / {feed['p99_ms']:.2f} | - | - |"
+        )
     for pattern in ("spread", "all"):
         edge = find(scenario="latency", pattern=pattern, server="edge")
         base = find(scenario="latency", pattern=pattern, server="baseline")
@@ -562,13 +676,22 @@ def report(rows: list[dict[str, Any]]) -> None:
             f"| idle RSS per connection, {row['connections']:,} connections | "
             f"{row['kib_per_connection']:.1f} KiB | - | - | - | <= 12 KiB |"
         )
-    calm = sorted(r["p99_ms"] for r in rows if r["scenario"] == "slow" and not r["stalled_client"])
-    stalled = sorted(r["p99_ms"] for r in rows if r["scenario"] == "slow" and r["stalled_client"])
-    if calm and stalled:
-        with_it, without = statistics.median(stalled), statistics.median(calm)
+    slow_rows = [r for r in rows if r["scenario"] == "slow"]
+    pairs = [
+        (calm["p99_ms"], stalled["p99_ms"])
+        for calm in slow_rows
+        for stalled in slow_rows
+        if calm["round"] == stalled["round"] and not calm["stalled_client"] and stalled["stalled_client"]
+    ]
+    if pairs:
+        ratios = sorted(with_it / without for without, with_it in pairs)
+        stalled_p99 = ", ".join(f"{w:.1f}" for _, w in pairs)
+        calm_p99 = ", ".join(f"{c:.1f}" for c, _ in pairs)
+        each = ", ".join(f"{r:.2f}" for r in ratios)
         lines.append(
-            f"| others' p99 ms with one stalled client among 1,000 (median of {len(stalled)}) | "
-            f"{with_it:.1f} | without: {without:.1f} | - | {with_it / without:.2f}x | <= 1.2x |"
+            f"| others' p99 ms with one stalled client among 1,000 ({len(pairs)} paired rounds) | "
+            f"{stalled_p99} | without: {calm_p99} | - | "
+            f"median ratio {statistics.median(ratios):.2f}x (rounds: {each}) | <= 1.2x |"
         )
     print("\n".join(lines), flush=True)
 
@@ -585,6 +708,12 @@ def main() -> None:
         help="fan-out, all subscribed: deliveries/s offered, one cell per value (default 1e6,3e6)",
     )
     parser.add_argument("--spread-rate", type=float, default=20_000, help="fan-out, spread: events/s in")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="record py-spy (raw collapsed stacks) of the edge in every measured window into this folder; "
+        "the profiler takes CPU from the same 2 cores, so read such a run's figures as a profile only",
+    )
     parser.add_argument("--json", type=Path, help="also write every row to this file")
     args = parser.parse_args()
     only = [s for s in args.only.split(",") if s]
@@ -612,7 +741,10 @@ def main() -> None:
                 },
                 all_offered=tuple(float(v) for v in args.all_offered.split(",")),
                 spread_rate=args.spread_rate,
+                profile_dir=args.profile,
             )
+            assert nats_server.process is not None
+            run.infra_pids.append(nats_server.process.pid)
             if "fanout" in only:
                 fanout(run, servers)
             if "latency" in only:
@@ -622,6 +754,7 @@ def main() -> None:
             if "slow" in only:
                 slow(run)
             report(run.rows)
+            print(f"load average at the end: {os.getloadavg()[0]:.1f}")
             if args.json:
                 args.json.write_text(json.dumps(run.rows, indent=1))
     finally:

@@ -9,9 +9,11 @@ core subscribers. Each envelope's `id` is `t<CLOCK_MONOTONIC ns>` taken just bef
 so that a receiver in another process can compute publish → receive. Paced in 2 ms ticks; runs
 until `stop` (or EOF) on stdin, then prints `{"published": n, "seconds": s}`.
 
-`subscribe '<spec>'`: the bare NATS baseline for latency: one connection with one core
-subscription per resource (`bare.node_metrics.node-<n>`), publish → receive per message, the
-same start/stop protocol as sse_load.py.
+`subscribe '<spec>'`: the bare NATS baselines for latency, publish → receive per message, the
+same start/stop protocol as sse_load.py: mode `core`, one connection with one core subscription
+per resource (`bare.node_metrics.node-<n>`); mode `jetstream`, one nats-py ordered push consumer
+on `events.>` of the stream, new events only, as the edge's live feed has (the edge's figure
+minus this one is what the edge itself adds).
 """
 
 import asyncio
@@ -24,6 +26,7 @@ from typing import Any
 
 import nats
 import uvloop
+from nats.js.api import DeliverPolicy
 
 PAYLOAD = (
     b'{"id":"t%d","event":"node_metrics","timestamp":"2026-11-29T06:00:00Z","resource_id":"node-%d",'
@@ -91,8 +94,19 @@ async def subscribe(spec: dict[str, Any]) -> None:
         if found:
             latencies.append(now - int(found.group(1)))
 
-    for r in range(int(spec["resources"])):
-        await client.subscribe(f"bare.node_metrics.node-{r}", cb=on_message)
+    if spec.get("mode") == "jetstream":
+        # What the edge's live feed is, without the edge: one ordered push consumer, new events.
+        await client.jetstream().subscribe(
+            "events.>",
+            stream="EVENTS",
+            cb=on_message,
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.NEW,
+            idle_heartbeat=2.0,
+        )
+    else:
+        for r in range(int(spec["resources"])):
+            await client.subscribe(f"bare.node_metrics.node-{r}", cb=on_message)
     await client.flush()
     emit({"connected": int(spec["resources"]), "failed": 0, "errors": {}})
     reader = await stdin_lines()
