@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import resource
 import signal
 import socket
@@ -136,6 +137,17 @@ def wait_ready(port: int, process: subprocess.Popen[bytes], what: str, timeout: 
                 return
         time.sleep(0.1)
     raise RuntimeError(f"{what} did not become ready")
+
+
+def closed_by_reason(port: int) -> dict[str, int]:
+    """The edge's own count of ended streams by reason, from its Prometheus /metrics."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+        body = b""
+        while chunk := sock.recv(1 << 16):
+            body += chunk
+    found = re.findall(rb'eventhandler_edge_connections_closed_total\{reason="([^"]+)"\} ([0-9.e+]+)', body)
+    return {reason.decode(): int(float(value)) for reason, value in found}
 
 
 def cpu_seconds(pid: int) -> float:
@@ -577,6 +589,7 @@ def slow(run: Run) -> None:
                         seconds,
                         watch=server.process.pid,
                         profile=f"slow-{'stalled' if stalled else 'calm'}-{round_no}",
+                        probe=lambda port=server.port: closed_by_reason(port),
                     )
             run.record(
                 {
@@ -592,6 +605,7 @@ def slow(run: Run) -> None:
                     "max_ms": result["max"],
                     "samples": result["samples"],
                     "stalled_state": result["stalled"],
+                    "edge_closed_by_reason": result["probe"],
                     "closed_by_server": result["closed"],
                     "server_cpu": result["server_cpu"],
                     "client_cpu": result["client_cpu"],
