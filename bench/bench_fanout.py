@@ -39,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -199,6 +200,7 @@ class Run:
     spread_rate: float = 20_000
     profile_dir: Path | None = None
     infra_pids: list[int] = field(default_factory=list)
+    memory_dir: Path | None = None
 
     @property
     def baseline_log(self) -> Path:
@@ -233,7 +235,13 @@ class Run:
                 **self.edge_env,
                 **(extra_env or {}),
             }
-            process = self.children.spawn(["-m", "sse_edge"], env)
+            if self.memory_dir is not None:
+                # The edge under tracemalloc (bench/edge_tracemalloc.py): snapshots on SIGUSR1.
+                self.memory_dir.mkdir(parents=True, exist_ok=True)
+                env["EDGE_TRACEMALLOC_DIR"] = str(self.memory_dir)
+                process = self.children.spawn([str(BENCH / "edge_tracemalloc.py")], env)
+            else:
+                process = self.children.spawn(["-m", "sse_edge"], env)
         elif kind == "baseline":
             # Consumers of a previous baseline linger for their inactive threshold (5 s), and
             # nats-server 2.15 allows 1,000 per stream: start with none.
@@ -465,68 +473,72 @@ def fanout(run: Run, servers: list[str]) -> None:
 
 
 def latency(run: Run, servers: list[str]) -> None:
-    warmup, seconds = (1.0, 3.0) if run.quick else (2.0, 8.0)
+    warmup, seconds, rounds = (1.0, 3.0, 1) if run.quick else (2.0, 8.0, 2)
     rate, count = 10_000.0, 100
-    print(f"latency: {rate:.0f} events/s over {RESOURCES} resources, {count} clients, window {seconds} s")
-    bare = run.bare_latency(rate, warmup, seconds, "core")
-    feed = run.bare_latency(rate, warmup, seconds, "jetstream")
-    for name, pattern, result in (
-        ("bare NATS", f"{RESOURCES} core subscriptions, one per resource", bare),
-        (
-            "bare JetStream feed",
-            "one nats-py ordered consumer on events.> (the edge's live feed alone)",
-            feed,
-        ),
-    ):
-        run.record(
-            {
-                "scenario": "latency",
-                "pattern": pattern,
-                "server": name,
-                "events_per_s_in": result["offered"],
-                "received_per_s": result["rate"],
-                "p50_ms": result["p50"],
-                "p99_ms": result["p99"],
-                "max_ms": result["max"],
-                "samples": result["samples"],
-            }
-        )
-    patterns = ["spread"] if run.quick else ["spread", "all"]
-    for pattern in patterns:
-        for kind in [s for s in servers if s != "ceiling"]:
-            if kind == "baseline" and pattern == "all":
-                continue  # 1M deliveries/s: the baseline's consumers stall (issue 4), no latency to read
-            with run.server(kind) as server:
-                clients = run.clients(server.port, paths_for(pattern, count), latency=True)
-                with run.publisher(rate) as published:
-                    time.sleep(warmup)
-                    result = run.measure(
-                        clients,
-                        seconds,
-                        watch=server.process.pid,
-                        profile=f"latency-{pattern}" if kind == "edge" else None,
-                    )
+    print(
+        f"latency: {rate:.0f} events/s over {RESOURCES} resources, {count} clients, window {seconds} s, "
+        f"{rounds} round(s), each round: bare NATS, bare JetStream feed, then the servers"
+    )
+    for round_no in range(rounds):
+        bare = run.bare_latency(rate, warmup, seconds, "core")
+        feed = run.bare_latency(rate, warmup, seconds, "jetstream")
+        for name, pattern, result in (
+            ("bare NATS", f"{RESOURCES} core subscriptions, one per resource", bare),
+            ("bare JetStream feed", "one nats-py ordered consumer on events.> (the live feed alone)", feed),
+        ):
             run.record(
                 {
                     "scenario": "latency",
+                    "round": round_no,
                     "pattern": pattern,
-                    "clients": count,
-                    "server": kind,
-                    "events_per_s_in": published.get("rate", rate),
+                    "server": name,
+                    "events_per_s_in": result["offered"],
                     "received_per_s": result["rate"],
                     "p50_ms": result["p50"],
                     "p99_ms": result["p99"],
                     "max_ms": result["max"],
                     "samples": result["samples"],
-                    "p99_vs_bare": result["p99"] / bare["p99"],
-                    "baseline_errors": run.baseline_errors() if kind == "baseline" else None,
-                    "closed_by_server": result["closed"],
-                    "server_cpu": result["server_cpu"],
-                    "client_cpu": result["client_cpu"],
-                    "nats_and_publisher_cpu": result["nats_and_publisher_cpu"],
                     "machine_busy": result["machine_busy"],
                 }
             )
+        # All subscribed at 10,000 events/s is 1M deliveries/s: beyond this machine; once, last.
+        patterns = ["spread", "all"] if round_no == rounds - 1 and not run.quick else ["spread"]
+        for pattern in patterns:
+            for kind in [s for s in servers if s != "ceiling"]:
+                if kind == "baseline" and pattern == "all":
+                    continue  # its consumers stall at 1M deliveries/s (issue 4): no latency to read
+                with run.server(kind) as server:
+                    clients = run.clients(server.port, paths_for(pattern, count), latency=True)
+                    with run.publisher(rate) as published:
+                        time.sleep(warmup)
+                        result = run.measure(
+                            clients,
+                            seconds,
+                            watch=server.process.pid,
+                            profile=f"latency-{pattern}-{round_no}" if kind == "edge" else None,
+                        )
+                run.record(
+                    {
+                        "scenario": "latency",
+                        "round": round_no,
+                        "pattern": pattern,
+                        "clients": count,
+                        "server": kind,
+                        "events_per_s_in": published.get("rate", rate),
+                        "received_per_s": result["rate"],
+                        "p50_ms": result["p50"],
+                        "p99_ms": result["p99"],
+                        "max_ms": result["max"],
+                        "samples": result["samples"],
+                        "p99_vs_bare": result["p99"] / bare["p99"],
+                        "baseline_errors": run.baseline_errors() if kind == "baseline" else None,
+                        "closed_by_server": result["closed"],
+                        "server_cpu": result["server_cpu"],
+                        "client_cpu": result["client_cpu"],
+                        "nats_and_publisher_cpu": result["nats_and_publisher_cpu"],
+                        "machine_busy": result["machine_busy"],
+                    }
+                )
 
 
 def idle(run: Run, connections: int) -> None:
@@ -539,13 +551,18 @@ def idle(run: Run, connections: int) -> None:
         run.measure(run.clients(server.port, paths_for("spread", 1)), 0.2)
         time.sleep(1)
         before = rss_kib(pid)
+        snapshot(run, server, 0)
         started = time.monotonic()
         clients = run.clients(
             server.port, paths_for("spread", connections), processes=max(1, -(-connections // 5000))
         )
         opened_in = time.monotonic() - started
-        result = run.measure(clients, hold, watch=pid, probe=lambda: rss_kib(pid))
+        result = run.measure(
+            clients, hold, watch=pid, probe=lambda: (rss_kib(pid), snapshot(run, server, 1))[0]
+        )
     after = result["probe"]
+    if run.memory_dir is not None:
+        print_memory_growth(run.memory_dir, connections)
     run.record(
         {
             "scenario": "idle",
@@ -565,8 +582,35 @@ def idle(run: Run, connections: int) -> None:
     )
 
 
+def snapshot(run: Run, server: Server, number: int) -> None:
+    """Under --memory: have the edge dump tracemalloc snapshot `number`, and wait for the file."""
+    if run.memory_dir is None:
+        return
+    server.process.send_signal(signal.SIGUSR1)
+    target = run.memory_dir / f"{number}.snapshot"
+    deadline = time.monotonic() + 120
+    while not target.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+def print_memory_growth(folder: Path, connections: int, top: int = 30) -> None:
+    """What the idle connections allocated, by line of code (tracemalloc), per connection."""
+    first = tracemalloc.Snapshot.load(str(folder / "0.snapshot"))
+    second = tracemalloc.Snapshot.load(str(folder / "1.snapshot"))
+    growth = second.compare_to(first, "lineno")
+    total = sum(stat.size_diff for stat in growth)
+    print(f"tracemalloc: Python allocations grew {total / connections:,.0f} bytes per connection; top lines:")
+    for stat in growth[:top]:
+        frame = stat.traceback[0]
+        where = f"{Path(frame.filename).parent.name}/{Path(frame.filename).name}:{frame.lineno}"
+        per_connection = stat.size_diff / connections
+        print(f"  {per_connection:8,.0f} B/conn  {stat.count_diff / connections:6.2f} blocks/conn  {where}")
+
+
 def slow(run: Run) -> None:
-    warmup, seconds, rounds = (1.0, 4.0, 1) if run.quick else (2.0, 10.0, 3)
+    # The stalled socket first fills the kernel's buffers (the send buffer grows to 4 MiB here),
+    # then the edge's own: the window must be long enough to hold the stall and its cut-off.
+    warmup, seconds, rounds = (1.0, 8.0, 1) if run.quick else (2.0, 25.0, 2)
     rate, count = 1_000.0, 1000
     print(
         f"slow client: {count} clients spread over {RESOURCES} resources, {rate:.0f} events/s, window "
@@ -664,25 +708,46 @@ def report(rows: list[dict[str, Any]]) -> None:
             k: max((r["deliveries_per_s"] for r in levels if r["server"] == k), default=None) for k in SERVERS
         }
         lines.append(fanout_line(f"**best of the offered rates**, {count} clients, {pattern}", best, count))
-    bare = find(scenario="latency", server="bare NATS")
-    feed = find(scenario="latency", server="bare JetStream feed")
+
+    def latency_of(server: str, pattern: str | None = None) -> tuple[float, float, int] | None:
+        """Median p50 and p99 over the rounds, and how many rounds."""
+        found = [
+            r
+            for r in rows
+            if r["scenario"] == "latency"
+            and r["server"] == server
+            and (pattern is None or r["pattern"] == pattern)
+        ]
+        if not found:
+            return None
+        return (
+            statistics.median(r["p50_ms"] for r in found),
+            statistics.median(r["p99_ms"] for r in found),
+            len(found),
+        )
+
+    def shown(value: tuple[float, float, int] | None) -> str:
+        return "-" if value is None else f"{value[0]:.2f} / {value[1]:.2f}"
+
+    bare, feed = latency_of("bare NATS"), latency_of("bare JetStream feed")
     if feed:
         lines.append(
-            f"| latency p50 / p99 ms, one ordered consumer, no edge (its live feed alone) | - | - | "
-            f"{feed['p50_ms']:.2f} / {feed['p99_ms']:.2f} | - | - |"
+            f"| latency p50 / p99 ms (median of {feed[2]}), one ordered consumer, no edge (its live feed "
+            f"alone) | - | - | {shown(feed)} | - | - |"
         )
     for pattern in ("spread", "all"):
-        edge = find(scenario="latency", pattern=pattern, server="edge")
-        base = find(scenario="latency", pattern=pattern, server="baseline")
+        edge, base = latency_of("edge", pattern), latency_of("baseline", pattern)
         if not edge:
             continue
+        per_round = [
+            f"{r['p99_vs_bare']:.1f}x"
+            for r in rows
+            if r["scenario"] == "latency" and r["server"] == "edge" and r["pattern"] == pattern
+        ]
+        ratio = f"p99 {edge[1] / bare[1]:.1f}x bare (rounds: {', '.join(per_round)})" if bare else "-"
         lines.append(
-            f"| latency p50 / p99 ms, 100 clients, {pattern}, 10,000 ev/s | {edge['p50_ms']:.1f} / "
-            f"{edge['p99_ms']:.1f} | "
-            + (f"{base['p50_ms']:.1f} / {base['p99_ms']:.1f}" if base else "-")
-            + " | "
-            + (f"{bare['p50_ms']:.2f} / {bare['p99_ms']:.2f}" if bare else "-")
-            + f" | p99 {edge['p99_vs_bare']:.1f}x bare | p99 <= 15 ms and <= 3x bare |"
+            f"| latency p50 / p99 ms (median of {edge[2]}), 100 clients, {pattern}, 10,000 ev/s | "
+            f"{shown(edge)} | {shown(base)} | {shown(bare)} | {ratio} | p99 <= 15 ms and <= 3x bare |"
         )
     row = find(scenario="idle")
     if row:
@@ -728,6 +793,12 @@ def main() -> None:
         help="record py-spy (raw collapsed stacks) of the edge in every measured window into this folder; "
         "the profiler takes CPU from the same 2 cores, so read such a run's figures as a profile only",
     )
+    parser.add_argument(
+        "--memory",
+        type=Path,
+        help="run the idle scenario's edge under tracemalloc, snapshots into this folder, and print what "
+        "the connections allocated by line (its RSS figures are then inflated by tracemalloc)",
+    )
     parser.add_argument("--json", type=Path, help="also write every row to this file")
     args = parser.parse_args()
     only = [s for s in args.only.split(",") if s]
@@ -756,6 +827,7 @@ def main() -> None:
                 all_offered=tuple(float(v) for v in args.all_offered.split(",")),
                 spread_rate=args.spread_rate,
                 profile_dir=args.profile,
+                memory_dir=args.memory,
             )
             assert nats_server.process is not None
             run.infra_pids.append(nats_server.process.pid)
