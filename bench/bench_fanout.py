@@ -593,14 +593,32 @@ def snapshot(run: Run, server: Server, number: int) -> None:
         time.sleep(0.2)
 
 
-def print_memory_growth(folder: Path, connections: int, top: int = 30) -> None:
-    """What the idle connections allocated, by line of code (tracemalloc), per connection."""
+def code_owner(filename: str) -> str:
+    """The package an allocation's file belongs to (site-packages name, project package, stdlib file)."""
+    parts = Path(filename).parts
+    if "site-packages" in parts:
+        return parts[parts.index("site-packages") + 1]
+    for package in ("sse_edge", "eh_runtime", "eh_contracts"):
+        if package in parts:
+            return package
+    return f"stdlib {Path(filename).parent.name}/{Path(filename).name}"
+
+
+def print_memory_growth(folder: Path, connections: int, top: int = 15) -> None:
+    """What the idle connections allocated (tracemalloc), per connection: by package, then by line."""
     first = tracemalloc.Snapshot.load(str(folder / "0.snapshot"))
     second = tracemalloc.Snapshot.load(str(folder / "1.snapshot"))
-    growth = second.compare_to(first, "lineno")
-    total = sum(stat.size_diff for stat in growth)
-    print(f"tracemalloc: Python allocations grew {total / connections:,.0f} bytes per connection; top lines:")
-    for stat in growth[:top]:
+    by_line = second.compare_to(first, "lineno")
+    total = sum(stat.size_diff for stat in by_line)
+    print(f"tracemalloc: Python allocations grew {total / connections:,.0f} bytes per connection")
+    by_package: dict[str, int] = {}
+    for stat in second.compare_to(first, "filename"):
+        owner = code_owner(stat.traceback[0].filename)
+        by_package[owner] = by_package.get(owner, 0) + stat.size_diff
+    for owner, size in sorted(by_package.items(), key=lambda item: -item[1])[:top]:
+        print(f"  {size / connections:8,.0f} B/conn  {owner}")
+    print("  by line:")
+    for stat in by_line[:top]:
         frame = stat.traceback[0]
         where = f"{Path(frame.filename).parent.name}/{Path(frame.filename).name}:{frame.lineno}"
         per_connection = stat.size_diff / connections
