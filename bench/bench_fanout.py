@@ -691,6 +691,18 @@ def report(rows: list[dict[str, Any]]) -> None:
                 return row
         return None
 
+    def cost_line(label: str, found: dict[str, dict[str, Any] | None]) -> str:
+        """Server CPU per delivery: steadier than deliveries/s when other work shares the cores."""
+        cost = {
+            k: (1e6 * v["server_cpu"] / v["deliveries_per_s"] if v and v["deliveries_per_s"] else None)
+            for k, v in found.items()
+        }
+        shown = " | ".join("-" if c is None else f"{c:.2f} µs" for c in cost.values())
+        ratio = (
+            f"ceiling/edge {cost['ceiling'] / cost['edge']:.2f}" if cost["edge"] and cost["ceiling"] else ""
+        )
+        return f"| {label}: server CPU per delivery | {shown} | {ratio} | - |"
+
     def fanout_line(label: str, rate: dict[str, float | None], count: int) -> str:
         ratios = []
         if rate["edge"] and rate["baseline"]:
@@ -718,6 +730,7 @@ def report(rows: list[dict[str, Any]]) -> None:
         lines.append(
             fanout_line(label, {k: v["deliveries_per_s"] if v else None for k, v in found.items()}, count)
         )
+        lines.append(cost_line(f"... {count} clients, {pattern}, {some['events_per_s_in']:,.0f} ev/s", found))
     for pattern, count in dict.fromkeys((p, c) for p, c, _ in cells):
         levels = [r for r in fanout_rows if r["pattern"] == pattern and r["clients"] == count]
         if len({r["nominal_rate"] for r in levels}) < 2:
@@ -817,6 +830,9 @@ def main() -> None:
         help="run the idle scenario's edge under tracemalloc, snapshots into this folder, and print what "
         "the connections allocated by line (its RSS figures are then inflated by tracemalloc)",
     )
+    parser.add_argument(
+        "--report", type=Path, help="print the table of a --json file of an earlier run; run nothing"
+    )
     parser.add_argument("--json", type=Path, help="also write every row to this file")
     args = parser.parse_args()
     only = [s for s in args.only.split(",") if s]
@@ -827,6 +843,9 @@ def main() -> None:
     for name in servers:
         if name not in SERVERS:
             parser.error(f"unknown server {name!r}")
+    if args.report:
+        report(json.loads(args.report.read_text()))
+        return
     print(f"machine: {os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f}", flush=True)
     children = Children()
     try:
