@@ -699,7 +699,9 @@ def report(rows: list[dict[str, Any]]) -> None:
         }
         shown = " | ".join("-" if c is None else f"{c:.2f} µs" for c in cost.values())
         ratio = (
-            f"ceiling/edge {cost['ceiling'] / cost['edge']:.2f}" if cost["edge"] and cost["ceiling"] else ""
+            f"edge {cost['edge'] / cost['ceiling']:.1f}x the ceiling's"
+            if cost["edge"] and cost["ceiling"]
+            else ""
         )
         return f"| {label}: server CPU per delivery | {shown} | {ratio} | - |"
 
