@@ -849,6 +849,11 @@ def main() -> None:
         report(json.loads(args.report.read_text()))
         return
     print(f"machine: {os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f}", flush=True)
+    # asyncio.run turns Ctrl-C into a cancellation of its task, which nats-py can swallow; raising
+    # KeyboardInterrupt from our own handler always reaches the `finally` that stops every child.
+    # SIGTERM takes the same way out.
+    signal.signal(signal.SIGINT, interrupted)
+    signal.signal(signal.SIGTERM, interrupted)
     children = Children()
     try:
         with tempfile.TemporaryDirectory() as directory, NatsServer(Path(directory) / "js") as nats_server:
@@ -884,6 +889,10 @@ def main() -> None:
                 args.json.write_text(json.dumps(run.rows, indent=1))
     finally:
         children.stop_all()
+
+
+def interrupted(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 async def provision(url: str) -> None:
