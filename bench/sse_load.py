@@ -16,8 +16,9 @@ Protocol with the parent, one JSON object per line on stdout, commands on stdin:
 - stdin `stop`: `{"seconds": .., "events": .., "bytes": .., "heartbeats": .., "closed": ..}`, and
   in latency mode the latencies (ns, int64) are written to the spec's `latency_file`; then exit.
 
-Spec keys: host, port, paths (one per connection), latency (bool), latency_file, stall (number
-of extra connections that never read, with a small SO_RCVBUF), connect_concurrency.
+Spec keys: host, port, paths (one per connection), latency (bool), latency_file, stall_paths
+(extra connections that send their request and never read, with a 4 KiB SO_RCVBUF),
+connect_concurrency (default 200 connections opening at once).
 """
 
 import asyncio
