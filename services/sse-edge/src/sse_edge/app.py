@@ -16,6 +16,7 @@ from sse_edge.history_routes import router as history_router
 from sse_edge.live_feed import LiveFeed
 from sse_edge.routes import router
 from sse_edge.settings import EdgeSettings
+from sse_edge.stream_dispatch import EventStreamDispatch
 from sse_edge.stream_history import StreamHistory
 
 SERVICE_NAME = "sse-edge"
@@ -58,6 +59,7 @@ def create_app(settings: EdgeSettings | None = None) -> FastAPI:
         routers=[router, history_router],
         lifespan=lifespan,
     )
+    app.add_middleware(EventStreamDispatch, fastapi_app=app)
     app.state.fanout = index
     app.state.connection_limits = ConnectionLimits(
         settings.max_connections,

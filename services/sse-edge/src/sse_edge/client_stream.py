@@ -48,6 +48,7 @@ class ClientStream:
         "parked",
         "peer",
         "pos",
+        "transport",
         "wake",
         "window",
         "write_started",
@@ -79,6 +80,8 @@ class ClientStream:
         self.write_started = 0.0
         self.heartbeat_due = False
         self.abort: Callable[[], object] | None = None
+        # Set where the server exposes the socket: the sweeper notices a client gone through it.
+        self.transport: asyncio.BaseTransport | None = None
 
     # -- the replay's side ---------------------------------------------------------------------
 

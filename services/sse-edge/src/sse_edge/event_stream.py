@@ -9,8 +9,8 @@ import asyncio
 import random
 import time
 import zlib
-from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from collections.abc import Callable
+from typing import Any, Final, cast
 
 import structlog
 from starlette.responses import Response
@@ -19,6 +19,7 @@ from starlette.types import Receive, Scope, Send
 from sse_edge.client_stream import ClientClosed, ClientStream
 from sse_edge.edge_metrics import CONNECTIONS, CONNECTIONS_CLOSED, CONNECTIONS_OPENED, WRITES
 from sse_edge.fanout import FanoutIndex
+from sse_edge.replay import Replay
 from sse_edge.sse import HEARTBEAT_FRAME, control_frame, retry_frame
 
 log = structlog.get_logger(__name__)
@@ -47,7 +48,7 @@ class EventStreamResponse(Response):
         index: FanoutIndex,
         *,
         opening: bytes,
-        replay: Callable[[ClientStream], Awaitable[None]],
+        replay: Replay,
         gzip: bool,
         shutdown_retry_ms: tuple[int, int],
         on_close: Callable[[], None],
@@ -70,13 +71,24 @@ class EventStreamResponse(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         client = self.client
-        client.abort = self._abort_for(receive)
+        transport = _transport_of(receive)
+        client.abort = transport.abort if transport is not None else self._cancel_writer()
         # The route registered the client in the index before it read the stream's end; from
         # here on the replay fills the history queue and the pump writes what is ready.
         CONNECTIONS.inc()
         CONNECTIONS_OPENED.inc()
-        watcher = asyncio.create_task(self._watch_disconnect(receive))
-        replay = asyncio.create_task(self._run_replay())
+        # Idle streams are most streams: where the sweeper can see the socket close, and where
+        # there is no history to read, they cost no task besides their own.
+        watcher = None
+        if transport is None:
+            watcher = asyncio.create_task(self._watch_disconnect(receive))
+        else:
+            client.transport = transport
+        replay = None
+        if self.replay.live_only:
+            self.replay.go_live(client)
+        else:
+            replay = asyncio.create_task(self._run_replay())
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             await self._write(send, self.opening)
@@ -92,8 +104,10 @@ class EventStreamResponse(Response):
         finally:
             self.index.remove(client)
             self.on_close()
-            replay.cancel()
-            watcher.cancel()
+            if replay is not None:
+                replay.cancel()
+            if watcher is not None:
+                watcher.cancel()
             CONNECTIONS.dec()
             CONNECTIONS_CLOSED.labels(client.close_reason or "error").inc()
 
@@ -165,16 +179,23 @@ class EventStreamResponse(Response):
                 return
 
     @staticmethod
-    def _abort_for(receive: Receive) -> Callable[[], object]:
-        """How the sweeper ends a stalled connection.
-
-        Under uvicorn, `receive` is a method of the request cycle that owns the socket's transport;
-        aborting it frees the socket and its buffers at once (a graceful close would wait for a
-        reader that does not read). Elsewhere, cancel the write.
-        """
-        transport = getattr(getattr(receive, "__self__", None), "transport", None)
-        if isinstance(transport, asyncio.BaseTransport) and hasattr(transport, "abort"):
-            return transport.abort  # type: ignore[no-any-return]
+    def _cancel_writer() -> Callable[[], object]:
+        """Without the transport, the sweeper ends a stalled connection by cancelling the write."""
         writer = asyncio.current_task()
         assert writer is not None
         return writer.cancel
+
+
+def _transport_of(receive: Receive) -> asyncio.Transport | None:
+    """The socket's transport, where the server lets us find it.
+
+    Under uvicorn, `receive` is a method of the request cycle that owns the transport. With it the
+    sweeper sees a closed socket without a task waiting on `receive`, and aborts a stalled one,
+    which frees the socket and its buffers at once (a graceful close would wait for a reader that
+    does not read).
+    """
+    transport = getattr(getattr(receive, "__self__", None), "transport", None)
+    # Duck-typed: uvloop's transports have the methods but do not derive from asyncio.Transport.
+    if callable(getattr(transport, "abort", None)) and callable(getattr(transport, "is_closing", None)):
+        return cast(asyncio.Transport, transport)
+    return None

@@ -38,15 +38,29 @@ class Replay:
         self.skew = skew
         self.subjects = query.filter.subjects
 
+    @property
+    def live_only(self) -> bool:
+        """Nothing to read and nothing to end: the client goes live at once, without a task."""
+        query = self.query
+        return (
+            query.resume_after is None
+            and query.limit is None
+            and query.window.start is None
+            and query.window.end is None
+        )
+
+    def go_live(self, client: ClientStream) -> None:
+        client.release(
+            self.bounds.last_seq, control_frame("stream.caught_up", {"last_seq": self.bounds.last_seq})
+        )
+
     async def __call__(self, client: ClientStream) -> None:
         query = self.query
         last_read = await self._replay(client)
         if query.ends_by(datetime.now(UTC)):
             client.close("end", self._end_frame("end_time is in the past: bounded query", last_read))
             return
-        client.release(
-            self.bounds.last_seq, control_frame("stream.caught_up", {"last_seq": self.bounds.last_seq})
-        )
+        self.go_live(client)
         if query.window.end is not None:
             delay = (query.window.end - datetime.now(UTC)).total_seconds()
             await asyncio.sleep(max(0.0, delay))

@@ -1,6 +1,6 @@
 """`GET /api/v1/events`: stored and live events as Server-Sent Events, filtered and resumable."""
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 import structlog
 from fastapi import APIRouter, Header, HTTPException, Query, Request
@@ -21,6 +21,8 @@ from sse_edge.stream_query import MAX_REPLAY_LIMIT, StreamQuery, parse_last_even
 log = structlog.get_logger(__name__)
 
 router = APIRouter(prefix="/api/v1", tags=["events"])
+# Served by `stream_dispatch` in front of the router (which keeps the route for its documentation).
+EVENTS_PATH: Final = "/api/v1/events"
 
 SSE_RESPONSE_DOC: dict[int | str, dict[str, Any]] = {
     200: {
