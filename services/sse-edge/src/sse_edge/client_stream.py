@@ -20,6 +20,7 @@ from eh_contracts.subjects import SubjectFilter
 from sse_edge.edge_metrics import EVENTS_CONFLATED, EVENTS_OVERFLOWED
 from sse_edge.filter_group import FilterGroup, FramedEvent
 from sse_edge.time_window import TimeWindow
+from sse_edge.wakeup import Wakeup
 
 _NOTHING: tuple[bytes, int, float] = (b"", 0, 0.0)
 
@@ -61,7 +62,7 @@ class ClientStream:
         self.window = window if window is not None and window.bounded else None
         self.max_bytes = max_bytes
         self.peer = peer
-        self.wake = asyncio.Event()
+        self.wake = Wakeup()
         self.close_reason: str | None = None
         self.farewell = b""
         self.holding = True
@@ -73,7 +74,7 @@ class ClientStream:
         self.backlog_bytes = 0
         self._history: list[bytes] = []
         self._history_bytes = 0
-        self._history_room = asyncio.Event()
+        self._history_room = Wakeup()
         self._history_room.set()
         # Kept up to date by the writer, read by the sweeper (heartbeats, stalled sockets).
         self.last_write = 0.0
