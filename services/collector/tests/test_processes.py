@@ -1,5 +1,4 @@
 import asyncio
-import gc
 import os
 import signal
 import socket
@@ -10,7 +9,6 @@ import time
 import httpx
 import pytest
 
-from collector.processes import GC_YOUNG_THRESHOLD, tune_gc
 from eh_contracts.examples import SEED_EXAMPLES
 
 pytestmark = pytest.mark.nats
@@ -37,17 +35,6 @@ def children_of(pid: int) -> set[int]:
 
 def alive(pid: int) -> bool:
     return os.path.exists(f"/proc/{pid}")
-
-
-def test_tune_gc_raises_the_young_threshold_and_keeps_the_older_ones():
-    before = gc.get_threshold()
-    try:
-        tune_gc()
-        assert gc.get_threshold() == (GC_YOUNG_THRESHOLD, *before[1:])
-        assert gc.get_freeze_count() > 0
-    finally:
-        gc.unfreeze()
-        gc.set_threshold(*before)
 
 
 async def test_two_workers_share_the_port_and_stop_together_on_sigterm(nats_url):

@@ -1,18 +1,16 @@
-"""How collector processes run: a garbage collector tuned for batches, and optionally several
-worker processes sharing one listening socket (`COLLECTOR_WORKERS`).
+"""How collector processes run: a garbage collector tuned for batches (`eh_runtime.gc_tuning`),
+and optionally several worker processes sharing one listening socket (`COLLECTOR_WORKERS`).
 
 Validating a batch of 1,000 events allocates some 20,000 dicts and lists, all alive until the
 answer is sent. With CPython's default threshold (700 allocations) that is ~30 young collections
 per request, and the full collections they lead to walk the whole heap (modules, schemas, clients):
-about a third of the collector's CPU time. What exists once the app is built is moved out of the
-collector's sight (`gc.freeze`), and the young generation is collected less often.
+about a third of the collector's CPU time.
 
 Workers: each is a whole collector (its own NATS connection, state buckets, heartbeat sweeps), as
 replicas are; the parent only binds the socket, forks, forwards SIGTERM/SIGINT and waits. The
 kernel spreads connections over the workers. Each worker answers `/metrics` for itself.
 """
 
-import gc
 import os
 import signal
 import socket
@@ -25,6 +23,7 @@ import uvicorn
 
 from collector.app import create_app
 from collector.settings import CollectorSettings
+from eh_runtime.gc_tuning import tune_gc
 from eh_runtime.logs import configure_logging
 from eh_runtime.serve import run, server_for
 from eh_runtime.service import Service
@@ -35,18 +34,11 @@ from eh_runtime.service import Service
 GC_YOUNG_THRESHOLD: Final = 200_000
 
 
-def tune_gc() -> None:
-    """Freeze what exists now and collect the young generation every `GC_YOUNG_THRESHOLD` objects."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
-
-
 def serve(settings: CollectorSettings) -> None:
     """Serve the collector until SIGTERM or SIGINT, in `settings.workers` processes."""
     if settings.workers == 1:
         app = create_app(settings)
-        tune_gc()
+        tune_gc(GC_YOUNG_THRESHOLD)
         run(app)
         return
     # uvicorn's own binding (IPv4 or IPv6 from the host); the app named here is never loaded.
@@ -74,7 +66,7 @@ def _serve_worker(settings: CollectorSettings, listener: socket.socket) -> None:
     app = create_app(settings)
     service: Service = app.state.service
     configure_logging(service.name, service.settings.logging)
-    tune_gc()
+    tune_gc(GC_YOUNG_THRESHOLD)
     server_for(app, service).run(sockets=[listener])
 
 
