@@ -29,6 +29,7 @@ import nats
 
 from eh_contracts.examples import SEED_EXAMPLES
 from eh_devtools.nats_server import NatsServer
+from eh_devtools.readiness import until_ready
 from eh_runtime.connection import NatsConnection
 from eh_runtime.event_publisher import EventPublisher
 from eh_runtime.settings import NatsSettings, StreamSettings
@@ -143,15 +144,7 @@ async def collector_http(
         async with httpx.AsyncClient(
             base_url=base, timeout=60, limits=httpx.Limits(max_connections=concurrency)
         ) as client:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if (await client.get("/readyz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, "collector not ready"
-                await asyncio.sleep(0.1)
+            await until_ready(client)
             warmup = json.dumps(make_events(BATCH)).encode()
             await client.post("/api/v1/events", content=warmup, headers={"content-type": "application/json"})
             queue: asyncio.Queue[bytes] = asyncio.Queue()

@@ -4,12 +4,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
 
 from eh_contracts.examples import SEED_EXAMPLES
+from eh_devtools.readiness import until_ready
 
 pytestmark = pytest.mark.nats
 
@@ -49,15 +49,7 @@ async def test_two_workers_share_the_port_and_stop_together_on_sigterm(nats_url)
     parent = subprocess.Popen([sys.executable, "-m", "collector"], env=env)  # noqa: ASYNC220
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if (await client.get("/readyz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, "collector not ready"
-                await asyncio.sleep(0.1)
+            await until_ready(client)
             workers = children_of(parent.pid)
             assert len(workers) == 2
             batch = [SEED_EXAMPLES["system_log"] | {"id": f"w-{i}"} for i in range(20)]
