@@ -36,6 +36,7 @@ class RequestContextMiddleware:
         given = headers.get(REQUEST_ID_HEADER, "")
         request_id = given if _SAFE_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
         trace = _TRACEPARENT.fullmatch(headers.get("traceparent", ""))
+        del headers  # this frame lives as long as the request: an event stream's, for hours
         bound = {"request_id": request_id} | ({"trace_id": trace[1]} if trace else {})
         status = 500
         started = time.perf_counter()

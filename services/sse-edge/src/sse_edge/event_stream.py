@@ -37,6 +37,9 @@ _GZIP_WBITS: Final = 16 + 12  # 16+: a gzip header and trailer, not raw zlib
 _GZIP_MEMLEVEL: Final = 3
 
 
+_RAW_HEADERS: dict[bool, list[tuple[bytes, bytes]]] = {}
+
+
 class EventStreamResponse(Response):
     """A Starlette response (so FastAPI returns it as is) with its own streaming loop."""
 
@@ -56,7 +59,7 @@ class EventStreamResponse(Response):
         self.client = client
         self.index = index
         self.opening = opening
-        self.replay = replay
+        self.replay: Replay | None = replay
         self.shutdown_retry_ms = shutdown_retry_ms
         self.on_close = on_close
         self.status_code = 200
@@ -65,10 +68,16 @@ class EventStreamResponse(Response):
         self._compressor = (
             zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, _GZIP_WBITS, _GZIP_MEMLEVEL) if gzip else None
         )
-        headers = dict(SSE_HEADERS)
-        if gzip:
-            headers |= {"content-encoding": "gzip", "vary": "accept-encoding"}
-        self.init_headers(headers)
+        # Every stream's headers are the same list: one per compression, not one per connection.
+        shared = _RAW_HEADERS.get(gzip)
+        if shared is None:
+            headers = dict(SSE_HEADERS)
+            if gzip:
+                headers |= {"content-encoding": "gzip", "vary": "accept-encoding"}
+            self.init_headers(headers)
+            _RAW_HEADERS[gzip] = self.raw_headers
+        else:
+            self.raw_headers = shared
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         client = self.client
@@ -85,18 +94,23 @@ class EventStreamResponse(Response):
             watcher = asyncio.create_task(self._watch_disconnect(receive))
         else:
             client.transport = transport
+        # What only the start needs is let go: an idle stream holds its frame for hours.
+        plan, self.replay = self.replay, None
         replay = None
-        if self.replay.live_only:
-            self.replay.go_live(client)
-        else:
-            replay = asyncio.create_task(self._run_replay())
+        if plan is not None and plan.live_only:
+            plan.go_live(client)
+        elif plan is not None:
+            replay = asyncio.create_task(self._run_replay(plan))
+        del plan
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             if transport is not None and scope.get("http_version") == "1.1":
                 # HTTP/1.1 without a length: uvicorn writes the body in chunked encoding.
                 self._direct = transport
-            await self._write(send, self.opening)
-            WRITES.record(len(self.opening), 0, 0.0)
+            opening, self.opening = self.opening, b""
+            await self._write(send, opening)
+            WRITES.record(len(opening), 0, 0.0)
+            del opening
             await self._pump(send)
         except asyncio.CancelledError:
             if client.close_reason != "send_timeout":
@@ -176,9 +190,9 @@ class EventStreamResponse(Response):
         client.write_started = 0.0
         client.last_write = now
 
-    async def _run_replay(self) -> None:
+    async def _run_replay(self, replay: Replay) -> None:
         try:
-            await self.replay(self.client)
+            await replay(self.client)
         except ClientClosed:
             pass
         except Exception as error:  # NATS trouble mid-replay: the client resumes from its last id

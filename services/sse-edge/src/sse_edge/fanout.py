@@ -46,6 +46,7 @@ class FanoutIndex:
                     self._everything.add(group)
                 else:
                     buckets.setdefault(bucket_key, set()).add(group)
+        client.filter = group.key[0]  # one filter object per group, not one per client
         self._clients.add(client)
         group.clients.add(client)
         client.group = group
