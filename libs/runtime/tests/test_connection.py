@@ -79,20 +79,27 @@ async def test_a_failing_hook_is_retried_until_it_succeeds(nats_server):
 async def test_close_drains_messages_already_received(nats_server, nc):
     """Messages delivered to a subscription but not yet handled are handled before closing."""
     handled = []
+    gate = asyncio.Event()
     connection = NatsConnection(NatsSettings(url=nats_server.url), "test")
     connection.start()
     await connection.wait_ready(timeout=5)
 
-    async def slow_handler(msg):
-        await asyncio.sleep(0.002)
+    async def held_handler(msg):
+        await gate.wait()
         handled.append(msg.data)
 
-    await connection.client.subscribe("drain.test", cb=slow_handler)
+    sub = await connection.client.subscribe("drain.test", cb=held_handler)
     await connection.client.flush()
     for i in range(200):
         await nc.publish("drain.test", str(i).encode())
     await nc.flush()
-    await asyncio.sleep(0.05)  # delivered to the client, most still queued behind the slow handler
-    assert len(handled) < 200
-    await connection.close()
+    # Every message has reached the client: one in the held handler, the rest queued behind it.
+    async with asyncio.timeout(5):
+        while sub.pending_msgs < 199:
+            await asyncio.sleep(0.005)
+    assert handled == []
+    closing = asyncio.create_task(connection.close())
+    await asyncio.sleep(0.01)
+    gate.set()
+    await asyncio.wait_for(closing, 10)
     assert len(handled) == 200
