@@ -101,14 +101,11 @@ class ClientStream:
         Raises:
             ClientClosed: when the client is closing; the replay should stop.
         """
-        while self._history_bytes >= self.max_bytes and self.close_reason is None:
+        while not self.push_history_nowait(frame):
+            if self.close_reason is not None:
+                raise ClientClosed(self.close_reason)
             self._history_room.clear()
             await self._history_room.wait()
-        if self.close_reason is not None:
-            raise ClientClosed(self.close_reason)
-        self._history.append(frame)
-        self._history_bytes += len(frame)
-        self.wake.set()
 
     def release(self, after_seq: int, marker: bytes = b"") -> None:
         """End the replay: `marker` follows the history, then live frames after `after_seq`."""
