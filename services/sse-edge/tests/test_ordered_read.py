@@ -7,8 +7,8 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from eh_runtime.stream import EVENTS_STREAM
-from sse_edge.ordered_read import Burst, OrderedRead, StopReading
-from sse_edge.stream_history import StreamHistory
+from sse_edge.history.jetstream_history import StreamHistory
+from sse_edge.history.ordered_read import Burst, OrderedRead, StopReading
 
 pytestmark = pytest.mark.nats
 

@@ -3,7 +3,7 @@ import random
 
 import pytest
 
-from sse_edge.sequence_search import locate_last_n
+from sse_edge.history.sequence_search import locate_last_n
 
 
 def counter(matching: list[int]):

@@ -2,7 +2,7 @@ import asyncio
 
 import pytest
 
-from sse_edge.wakeup import Wakeup
+from sse_edge.live.wakeup import Wakeup
 
 
 async def test_set_wakes_the_waiter_and_stays_set_until_cleared():

@@ -9,15 +9,15 @@ from fastapi import FastAPI
 
 from eh_runtime.connection import NatsConnection
 from eh_runtime.service import Service
-from sse_edge.client_sweeper import sweep_clients
-from sse_edge.connection_limits import ConnectionLimits
-from sse_edge.fanout import FanoutIndex
-from sse_edge.history_routes import router as history_router
-from sse_edge.live_feed import LiveFeed
-from sse_edge.routes import router
+from sse_edge.history.jetstream_history import StreamHistory
+from sse_edge.http.connection_limits import ConnectionLimits
+from sse_edge.http.dispatch import EventStreamDispatch
+from sse_edge.http.event_routes import router
+from sse_edge.http.history_routes import router as history_router
+from sse_edge.live.fanout import FanoutIndex
+from sse_edge.live.feed import LiveFeed
+from sse_edge.live.sweeper import sweep_clients
 from sse_edge.settings import EdgeSettings
-from sse_edge.stream_dispatch import EventStreamDispatch
-from sse_edge.stream_history import StreamHistory
 
 SERVICE_NAME = "sse-edge"
 

@@ -20,7 +20,7 @@ from eh_contracts.subjects import SubjectFilter
 from sse_edge.time_window import TimeWindow
 
 if TYPE_CHECKING:
-    from sse_edge.client_stream import ClientStream
+    from sse_edge.live.client import ClientStream
 
 
 @dataclass(slots=True, frozen=True)

@@ -18,8 +18,8 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from eh_runtime.request_context import RequestContextMiddleware
-from sse_edge.routes import EVENTS_PATH, stream_events
-from sse_edge.stream_query import MAX_REPLAY_LIMIT
+from sse_edge.http.event_query import MAX_REPLAY_LIMIT
+from sse_edge.http.event_routes import EVENTS_PATH, stream_events
 
 _LIMIT: Final = TypeAdapter(Annotated[int, Field(ge=1, le=MAX_REPLAY_LIMIT)])
 

@@ -21,11 +21,11 @@ import asyncio
 from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 
-from sse_edge.client_stream import ClientStream
-from sse_edge.ordered_read import Burst
-from sse_edge.sse import BurstFrames, control_frame, event_frame
-from sse_edge.stream_history import StreamBounds, StreamHistory
-from sse_edge.stream_query import StreamQuery
+from sse_edge.history.jetstream_history import StreamBounds, StreamHistory
+from sse_edge.history.ordered_read import Burst
+from sse_edge.http.event_query import StreamQuery
+from sse_edge.http.sse_frames import BurstFrames, control_frame, event_frame
+from sse_edge.live.client import ClientStream
 
 
 class Replay:

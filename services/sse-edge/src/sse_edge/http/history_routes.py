@@ -7,11 +7,11 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response
 from nats.errors import Error as NatsError
 
-from sse_edge.filters import subject_filter_from_query
-from sse_edge.history_cursor import HistoryCursor, Order, query_fingerprint
+from sse_edge.history.jetstream_history import StoredEvent, StreamHistory
+from sse_edge.http.event_query import stream_query
+from sse_edge.http.history_cursor import HistoryCursor, Order, query_fingerprint
+from sse_edge.http.query_filters import subject_filter_from_query
 from sse_edge.settings import EdgeSettings
-from sse_edge.stream_history import StoredEvent, StreamHistory
-from sse_edge.stream_query import stream_query
 
 MAX_PAGE: Final = 1000
 

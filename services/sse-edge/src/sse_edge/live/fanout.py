@@ -9,8 +9,8 @@ key of each kind, so no group is offered the same event twice.
 from collections.abc import Iterator
 from typing import Any
 
-from sse_edge.client_stream import ClientStream
-from sse_edge.filter_group import FilterGroup, FramedEvent, GroupKey
+from sse_edge.live.client import ClientStream
+from sse_edge.live.filter_group import FilterGroup, FramedEvent, GroupKey
 
 _Placement = tuple[dict[Any, set[FilterGroup]] | None, Any]
 

@@ -17,10 +17,10 @@ import asyncio
 from collections.abc import Callable
 
 from eh_contracts.subjects import SubjectFilter
-from sse_edge.edge_metrics import EVENTS_CONFLATED, EVENTS_OVERFLOWED
-from sse_edge.filter_group import FilterGroup, FramedEvent
+from sse_edge.live.filter_group import FilterGroup, FramedEvent
+from sse_edge.live.wakeup import Wakeup
+from sse_edge.metrics import EVENTS_CONFLATED, EVENTS_OVERFLOWED
 from sse_edge.time_window import TimeWindow
-from sse_edge.wakeup import Wakeup
 
 _NOTHING: tuple[bytes, int, float] = (b"", 0, 0.0)
 

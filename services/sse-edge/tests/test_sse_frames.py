@@ -1,6 +1,6 @@
 """The SSE wire format (pure)."""
 
-from sse_edge.sse import BurstFrames, event_frame
+from sse_edge.http.sse_frames import BurstFrames, event_frame
 
 
 def test_a_burst_is_framed_as_its_events_one_by_one():

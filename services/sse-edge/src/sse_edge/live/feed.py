@@ -15,11 +15,11 @@ from eh_contracts.event_types import EventType
 from eh_contracts.subjects import ALL_EVENTS_SUBJECT
 from eh_runtime.connection import NatsConnection
 from eh_runtime.stream import EVENTS_STREAM
-from sse_edge.edge_metrics import FEED_EVENTS, FEED_LAG, FEED_LAST_SEQ
-from sse_edge.fanout import FanoutIndex
-from sse_edge.filter_group import FramedEvent
-from sse_edge.sse import event_frame
-from sse_edge.stream_history import delivery_info
+from sse_edge.history.jetstream_history import delivery_info
+from sse_edge.http.sse_frames import event_frame
+from sse_edge.live.fanout import FanoutIndex
+from sse_edge.live.filter_group import FramedEvent
+from sse_edge.metrics import FEED_EVENTS, FEED_LAG, FEED_LAST_SEQ
 
 log = structlog.get_logger(__name__)
 

@@ -5,9 +5,9 @@ import asyncio
 import pytest
 
 from eh_contracts.subjects import SubjectFilter
-from sse_edge.client_stream import ClientClosed, ClientStream
-from sse_edge.fanout import FanoutIndex
-from sse_edge.filter_group import FramedEvent
+from sse_edge.live.client import ClientClosed, ClientStream
+from sse_edge.live.fanout import FanoutIndex
+from sse_edge.live.filter_group import FramedEvent
 from sse_edge.time_window import TimeWindow
 
 
@@ -193,7 +193,7 @@ def test_the_index_offers_each_event_once_to_each_matching_group():
 
 
 def test_delivery_info_reads_v1_and_v2_reply_subjects():
-    from sse_edge.stream_history import delivery_info
+    from sse_edge.history.jetstream_history import delivery_info
 
     assert delivery_info("$JS.ACK.EVENTS.c1.1.42.7.1700000000000000000.3") == (42, 1700000000000000000, 3)
     assert delivery_info("$JS.ACK.dom.acchash.EVENTS.c1.1.42.7.1700000000000000000.0.rnd") == (

@@ -12,7 +12,7 @@ import time
 
 import structlog
 
-from sse_edge.fanout import FanoutIndex
+from sse_edge.live.fanout import FanoutIndex
 
 log = structlog.get_logger(__name__)
 

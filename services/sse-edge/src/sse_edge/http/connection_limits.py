@@ -8,7 +8,7 @@ over the per-address limit, 429.
 
 from fastapi import HTTPException
 
-from sse_edge.edge_metrics import CONNECTIONS_REJECTED
+from sse_edge.metrics import CONNECTIONS_REJECTED
 
 
 class ConnectionLimits:

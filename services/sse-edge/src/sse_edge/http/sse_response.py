@@ -16,11 +16,11 @@ import structlog
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from sse_edge.client_stream import ClientClosed, ClientStream
-from sse_edge.edge_metrics import CONNECTIONS, CONNECTIONS_CLOSED, CONNECTIONS_OPENED, WRITES
-from sse_edge.fanout import FanoutIndex
-from sse_edge.replay import Replay
-from sse_edge.sse import HEARTBEAT_FRAME, control_frame, retry_frame
+from sse_edge.history.replay import Replay
+from sse_edge.http.sse_frames import HEARTBEAT_FRAME, control_frame, retry_frame
+from sse_edge.live.client import ClientClosed, ClientStream
+from sse_edge.live.fanout import FanoutIndex
+from sse_edge.metrics import CONNECTIONS, CONNECTIONS_CLOSED, CONNECTIONS_OPENED, WRITES
 
 log = structlog.get_logger(__name__)
 

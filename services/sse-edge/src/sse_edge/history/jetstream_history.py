@@ -22,8 +22,8 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from prometheus_client import Histogram
 
 from eh_runtime.stream import EVENTS_STREAM
-from sse_edge.ordered_read import Burst, BurstSink, OrderedRead, StopReading
-from sse_edge.sequence_search import locate_last_n
+from sse_edge.history.ordered_read import Burst, BurstSink, OrderedRead, StopReading
+from sse_edge.history.sequence_search import locate_last_n
 from sse_edge.time_window import TimeWindow
 
 log = structlog.get_logger(__name__)

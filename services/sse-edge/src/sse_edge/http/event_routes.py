@@ -7,21 +7,21 @@ from fastapi import APIRouter, Header, HTTPException, Query, Request
 from nats.errors import Error as NatsError
 
 from eh_runtime.service import Service
-from sse_edge.client_stream import ClientStream
-from sse_edge.connection_limits import ConnectionLimits
-from sse_edge.event_stream import EventStreamResponse
-from sse_edge.fanout import FanoutIndex
-from sse_edge.filters import subject_filter_from_query
-from sse_edge.replay import Replay
+from sse_edge.history.jetstream_history import StreamHistory
+from sse_edge.history.replay import Replay
+from sse_edge.http.connection_limits import ConnectionLimits
+from sse_edge.http.event_query import MAX_REPLAY_LIMIT, StreamQuery, parse_last_event_id, stream_query
+from sse_edge.http.query_filters import subject_filter_from_query
+from sse_edge.http.sse_frames import control_frame, retry_frame
+from sse_edge.http.sse_response import EventStreamResponse
+from sse_edge.live.client import ClientStream
+from sse_edge.live.fanout import FanoutIndex
 from sse_edge.settings import EdgeSettings
-from sse_edge.sse import control_frame, retry_frame
-from sse_edge.stream_history import StreamHistory
-from sse_edge.stream_query import MAX_REPLAY_LIMIT, StreamQuery, parse_last_event_id, stream_query
 
 log = structlog.get_logger(__name__)
 
 router = APIRouter(prefix="/api/v1", tags=["events"])
-# Served by `stream_dispatch` in front of the router (which keeps the route for its documentation).
+# Served by `http.dispatch` in front of the router (which keeps the route for its documentation).
 EVENTS_PATH: Final = "/api/v1/events"
 
 SSE_RESPONSE_DOC: dict[int | str, dict[str, Any]] = {
