@@ -7,7 +7,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from eh_runtime.stream import EVENTS_STREAM
-from sse_edge.history.jetstream_history import StreamHistory
+from sse_edge.history.jetstream_history import JetStreamHistory
 from sse_edge.history.ordered_read import Burst, OrderedRead, StopReading
 
 pytestmark = pytest.mark.nats
@@ -35,7 +35,7 @@ class Collect:
 
 
 def read(nc: Client, js: JetStreamContext, subjects: list[str], start: int, end: int, sink, **options):
-    history = StreamHistory(nc, js)
+    history = JetStreamHistory(nc, js)
     return OrderedRead(
         nc, js, subjects, start, end, sink, lambda seq: history.count_from(subjects, seq), **options
     )

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from eh_runtime.connection import NatsConnection
 from eh_runtime.service import Service
-from sse_edge.history.jetstream_history import StreamHistory
+from sse_edge.history.jetstream_history import JetStreamHistory
 from sse_edge.http.connection_limits import ConnectionLimits
 from sse_edge.http.dispatch import EventStreamDispatch
 from sse_edge.http.event_routes import router
@@ -66,7 +66,7 @@ def create_app(settings: EdgeSettings | None = None) -> FastAPI:
         settings.max_connections_per_address,
         retry_after_seconds=int(settings.retry.total_seconds()) or 1,
     )
-    app.state.history = StreamHistory(service.nats.client, service.nats.jetstream())
+    app.state.history = JetStreamHistory(service.nats.client, service.nats.jetstream())
     app.state.live_feed = feed
     return app
 

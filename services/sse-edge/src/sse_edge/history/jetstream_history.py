@@ -56,7 +56,7 @@ class StoredEvent(NamedTuple):
 
 
 @dataclass(frozen=True, slots=True)
-class StreamBounds:
+class JetStreamBounds:
     first_seq: int
     last_seq: int
 
@@ -65,16 +65,16 @@ class StreamBounds:
         return self.last_seq < self.first_seq
 
 
-class StreamHistory:
+class JetStreamHistory:
     """Read access to the `EVENTS` stream's history for one edge process."""
 
     def __init__(self, client: Client, js: JetStreamContext) -> None:
         self._client = client
         self._js = js
 
-    async def bounds(self) -> StreamBounds:
+    async def bounds(self) -> JetStreamBounds:
         state = (await self._js.stream_info(EVENTS_STREAM)).state
-        return StreamBounds(first_seq=state.first_seq, last_seq=state.last_seq)
+        return JetStreamBounds(first_seq=state.first_seq, last_seq=state.last_seq)
 
     async def count_from(self, subjects: Sequence[str], seq: int) -> int:
         """Matching events stored at sequence `seq` or later."""
@@ -144,7 +144,9 @@ class StreamHistory:
         )
         return await reading.run()
 
-    async def seq_range(self, window: TimeWindow, skew: timedelta, bounds: StreamBounds) -> tuple[int, int]:
+    async def seq_range(
+        self, window: TimeWindow, skew: timedelta, bounds: JetStreamBounds
+    ) -> tuple[int, int]:
         """The sequences that can hold events of `window`: stored from start - skew to end + skew.
 
         Event times may lag store times by up to `skew` (clocks, buffering producers); events

@@ -21,16 +21,16 @@ import asyncio
 from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 
-from sse_edge.history.jetstream_history import StreamBounds, StreamHistory
+from sse_edge.history.jetstream_history import JetStreamBounds, JetStreamHistory
 from sse_edge.history.ordered_read import Burst
-from sse_edge.http.event_query import StreamQuery
+from sse_edge.http.event_query import EventQuery
 from sse_edge.http.sse_frames import BurstFrames, control_frame, event_frame
-from sse_edge.live.client import ClientStream
+from sse_edge.live.subscriber import Subscriber
 
 
 class Replay:
     def __init__(
-        self, history: StreamHistory, query: StreamQuery, bounds: StreamBounds, skew: timedelta
+        self, history: JetStreamHistory, query: EventQuery, bounds: JetStreamBounds, skew: timedelta
     ) -> None:
         self.history = history
         self.query = query
@@ -49,12 +49,12 @@ class Replay:
             and query.window.end is None
         )
 
-    def go_live(self, client: ClientStream) -> None:
+    def go_live(self, client: Subscriber) -> None:
         client.release(
             self.bounds.last_seq, control_frame("stream.caught_up", {"last_seq": self.bounds.last_seq})
         )
 
-    async def __call__(self, client: ClientStream) -> None:
+    async def __call__(self, client: Subscriber) -> None:
         query = self.query
         last_read = await self._replay(client)
         if query.ends_by(datetime.now(UTC)):
@@ -66,7 +66,7 @@ class Replay:
             await asyncio.sleep(max(0.0, delay))
             client.close("end", self._end_frame("end_time reached", None))
 
-    async def _replay(self, client: ClientStream) -> int | None:
+    async def _replay(self, client: Subscriber) -> int | None:
         """Push the history frames; returns the sequence of the last event pushed, if any."""
         query, bounds, history = self.query, self.bounds, self.history
         low, high = await history.seq_range(query.window, self.skew, bounds)
@@ -84,7 +84,7 @@ class Replay:
                     )
                 )
                 low = bounds.first_seq
-            return await self._stream(client, low, high)
+            return await self._read_range(client, low, high)
         if query.limit is not None:
             latest = await history.latest(self.subjects, query.window, low, high, query.limit)
             for event in latest:
@@ -92,10 +92,10 @@ class Replay:
             return latest[-1].seq if latest else None
         if query.window.start is not None or query.ends_by(datetime.now(UTC)):
             # A start time, or only an end already past: everything of the range.
-            return await self._stream(client, low, high)
+            return await self._read_range(client, low, high)
         return None
 
-    async def _stream(self, client: ClientStream, start: int, end: int) -> int | None:
+    async def _read_range(self, client: Subscriber, start: int, end: int) -> int | None:
         """Every matching event of `start..end` in the time window, straight to the client."""
         window = self.query.window
         frames = BurstFrames()

@@ -5,7 +5,7 @@ through FastAPI's router, route and dependency layers that is a dozen coroutine 
 stacks and exception-handling wrappers, about two thirds of an idle connection's memory
 (tracemalloc, 2,000 idle streams). This middleware answers the event stream itself, below only
 Starlette's error middleware: it parses the same parameters and calls the very route function
-FastAPI documents (`routes.stream_events`), so validation, errors and the OpenAPI description stay
+FastAPI documents (`routes.subscribe_events`), so validation, errors and the OpenAPI description stay
 one piece of code; only the dispatch is shorter.
 """
 
@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from eh_runtime.request_context import RequestContextMiddleware
 from sse_edge.http.event_query import MAX_REPLAY_LIMIT
-from sse_edge.http.event_routes import EVENTS_PATH, stream_events
+from sse_edge.http.event_routes import EVENTS_PATH, subscribe_events
 
 _LIMIT: Final = TypeAdapter(Annotated[int, Field(ge=1, le=MAX_REPLAY_LIMIT)])
 
@@ -45,7 +45,7 @@ class EventStreamDispatch:
         query = request.query_params
         try:
             raw_limit = query.get("limit")
-            return await stream_events(
+            return await subscribe_events(
                 request,
                 type=query.getlist("type"),
                 resource_id=query.getlist("resource_id"),

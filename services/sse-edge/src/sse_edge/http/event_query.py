@@ -19,7 +19,7 @@ _SPACE_FOR_PLUS: Final = re.compile(r" (\d{2}:?\d{2})$")
 
 
 @dataclass(frozen=True, slots=True)
-class StreamQuery:
+class EventQuery:
     """What one `GET /api/v1/events` asks for, validated."""
 
     filter: SubjectFilter
@@ -69,22 +69,22 @@ def parse_last_event_id(header: str | None, query: str | None) -> int | None:
     return int(raw.strip())
 
 
-def stream_query(
+def parse_event_query(
     subject_filter: SubjectFilter,
     *,
     start_time: str | None,
     end_time: str | None,
     limit: int | None,
     resume_after: int | None,
-) -> StreamQuery:
+) -> EventQuery:
     start = parse_time("start_time", start_time)
     end = parse_time("end_time", end_time)
     if start is not None and end is not None and end < start:
         raise _invalid("end_time", f"end_time {end_time} is before start_time {start_time}")
     if resume_after is not None:
         # On resume the client already has everything up to its id: only end_time still applies.
-        return StreamQuery(subject_filter, TimeWindow(end=end), None, resume_after)
-    return StreamQuery(subject_filter, TimeWindow(start=start, end=end), limit, None)
+        return EventQuery(subject_filter, TimeWindow(end=end), None, resume_after)
+    return EventQuery(subject_filter, TimeWindow(start=start, end=end), limit, None)
 
 
 def _invalid(parameter: str, message: str) -> HTTPException:

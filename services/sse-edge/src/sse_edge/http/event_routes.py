@@ -7,15 +7,15 @@ from fastapi import APIRouter, Header, HTTPException, Query, Request
 from nats.errors import Error as NatsError
 
 from eh_runtime.service import Service
-from sse_edge.history.jetstream_history import StreamHistory
+from sse_edge.history.jetstream_history import JetStreamHistory
 from sse_edge.history.replay import Replay
 from sse_edge.http.connection_limits import ConnectionLimits
-from sse_edge.http.event_query import MAX_REPLAY_LIMIT, StreamQuery, parse_last_event_id, stream_query
+from sse_edge.http.event_query import MAX_REPLAY_LIMIT, EventQuery, parse_event_query, parse_last_event_id
 from sse_edge.http.query_filters import subject_filter_from_query
 from sse_edge.http.sse_frames import control_frame, retry_frame
-from sse_edge.http.sse_response import EventStreamResponse
-from sse_edge.live.client import ClientStream
+from sse_edge.http.sse_response import SseResponse
 from sse_edge.live.fanout import FanoutIndex
+from sse_edge.live.subscriber import Subscriber
 from sse_edge.settings import EdgeSettings
 
 log = structlog.get_logger(__name__)
@@ -51,11 +51,11 @@ Filter = Annotated[list[str], Query(description="Repeated or comma-separated. No
 @router.get(
     "/events",
     summary="Subscribe to events (Server-Sent Events), with history and resume",
-    response_class=EventStreamResponse,
+    response_class=SseResponse,
     status_code=200,
     responses=SSE_RESPONSE_DOC,
 )
-async def stream_events(
+async def subscribe_events(
     request: Request,
     type: Filter = [],  # noqa: B006 - FastAPI copies defaults per request
     resource_id: Filter = [],  # noqa: B006
@@ -79,10 +79,10 @@ async def stream_events(
     last_event_id_header: Annotated[
         str | None, Header(alias="Last-Event-ID", description="Resume strictly after this sequence.")
     ] = None,
-) -> EventStreamResponse:
+) -> SseResponse:
     service: Service = request.app.state.service
     settings: EdgeSettings = service.settings  # type: ignore[assignment]
-    query = stream_query(
+    query = parse_event_query(
         subject_filter_from_query(type, resource_id, settings.max_filter_values),
         start_time=start_time,
         end_time=end_time,
@@ -93,20 +93,20 @@ async def stream_events(
     limits: ConnectionLimits = request.app.state.connection_limits
     limits.admit(peer)
     try:
-        return await _open_stream(request, settings, query, peer, gzip=_accepts_gzip(request, settings))
+        return await _open_sse(request, settings, query, peer, gzip=_accepts_gzip(request, settings))
     except BaseException:
         limits.release(peer)
         raise
 
 
-async def _open_stream(
-    request: Request, settings: EdgeSettings, query: StreamQuery, peer: str, *, gzip: bool
-) -> EventStreamResponse:
+async def _open_sse(
+    request: Request, settings: EdgeSettings, query: EventQuery, peer: str, *, gzip: bool
+) -> SseResponse:
     service: Service = request.app.state.service
     index: FanoutIndex = request.app.state.fanout
-    history: StreamHistory = request.app.state.history
+    history: JetStreamHistory = request.app.state.history
     limits: ConnectionLimits = request.app.state.connection_limits
-    client = ClientStream(query.filter, int(settings.client_buffer_bytes), peer, query.window)
+    client = Subscriber(query.filter, int(settings.client_buffer_bytes), peer, query.window)
     # Registered before the stream's end is read: every later event reaches the live queue.
     index.add(client)
     try:
@@ -129,7 +129,7 @@ async def _open_stream(
     opening = retry_frame(int(settings.retry.total_seconds() * 1000)) + control_frame(
         "stream.ready", {**query.describe(), "last_seq": bounds.last_seq}
     )
-    return EventStreamResponse(
+    return SseResponse(
         client,
         index,
         opening=opening,

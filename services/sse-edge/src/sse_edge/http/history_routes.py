@@ -7,8 +7,8 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response
 from nats.errors import Error as NatsError
 
-from sse_edge.history.jetstream_history import StoredEvent, StreamHistory
-from sse_edge.http.event_query import stream_query
+from sse_edge.history.jetstream_history import JetStreamHistory, StoredEvent
+from sse_edge.http.event_query import parse_event_query
 from sse_edge.http.history_cursor import HistoryCursor, Order, query_fingerprint
 from sse_edge.http.query_filters import subject_filter_from_query
 from sse_edge.settings import EdgeSettings
@@ -52,8 +52,8 @@ async def event_history(
     cursor: Annotated[str | None, Query(description="`next` of the previous page.")] = None,
 ) -> Response:
     settings: EdgeSettings = request.app.state.service.settings
-    history: StreamHistory = request.app.state.history
-    query = stream_query(
+    history: JetStreamHistory = request.app.state.history
+    query = parse_event_query(
         subject_filter_from_query(type, resource_id, settings.max_filter_values),
         start_time=start_time,
         end_time=end_time,

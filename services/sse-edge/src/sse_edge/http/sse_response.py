@@ -18,8 +18,8 @@ from starlette.types import Receive, Scope, Send
 
 from sse_edge.history.replay import Replay
 from sse_edge.http.sse_frames import HEARTBEAT_FRAME, control_frame, retry_frame
-from sse_edge.live.client import ClientClosed, ClientStream
 from sse_edge.live.fanout import FanoutIndex
+from sse_edge.live.subscriber import Subscriber, SubscriberClosed
 from sse_edge.metrics import CONNECTIONS, CONNECTIONS_CLOSED, CONNECTIONS_OPENED, WRITES
 
 log = structlog.get_logger(__name__)
@@ -40,14 +40,14 @@ _GZIP_MEMLEVEL: Final = 3
 _RAW_HEADERS: dict[bool, list[tuple[bytes, bytes]]] = {}
 
 
-class EventStreamResponse(Response):
+class SseResponse(Response):
     """A Starlette response (so FastAPI returns it as is) with its own streaming loop."""
 
     media_type = "text/event-stream"
 
     def __init__(
         self,
-        client: ClientStream,
+        client: Subscriber,
         index: FanoutIndex,
         *,
         opening: bytes,
@@ -193,7 +193,7 @@ class EventStreamResponse(Response):
     async def _run_replay(self, replay: Replay) -> None:
         try:
             await replay(self.client)
-        except ClientClosed:
+        except SubscriberClosed:
             pass
         except Exception as error:  # NATS trouble mid-replay: the client resumes from its last id
             log.warning("replay failed, closing the stream", peer=self.client.peer, error=repr(error))

@@ -9,8 +9,8 @@ key of each kind, so no group is offered the same event twice.
 from collections.abc import Iterator
 from typing import Any
 
-from sse_edge.live.client import ClientStream
 from sse_edge.live.filter_group import FilterGroup, FramedEvent, GroupKey
+from sse_edge.live.subscriber import Subscriber
 
 _Placement = tuple[dict[Any, set[FilterGroup]] | None, Any]
 
@@ -18,7 +18,7 @@ _Placement = tuple[dict[Any, set[FilterGroup]] | None, Any]
 class FanoutIndex:
     def __init__(self, client_buffer_bytes: int) -> None:
         self.client_buffer_bytes = client_buffer_bytes
-        self._clients: set[ClientStream] = set()
+        self._subscribers: set[Subscriber] = set()
         self._groups: dict[GroupKey, FilterGroup] = {}
         self._everything: set[FilterGroup] = set()
         self._by_type: dict[str, set[FilterGroup]] = {}
@@ -26,16 +26,16 @@ class FanoutIndex:
         self._by_pair: dict[tuple[str, str], set[FilterGroup]] = {}
 
     def __len__(self) -> int:
-        return len(self._clients)
+        return len(self._subscribers)
 
-    def __iter__(self) -> Iterator[ClientStream]:
-        return iter(list(self._clients))
+    def __iter__(self) -> Iterator[Subscriber]:
+        return iter(list(self._subscribers))
 
     @property
     def group_count(self) -> int:
         return len(self._groups)
 
-    def add(self, client: ClientStream) -> None:
+    def add(self, client: Subscriber) -> None:
         """Register `client`: from now on every live event it wants is kept for it."""
         key: GroupKey = (client.filter, client.window)
         group = self._groups.get(key)
@@ -47,18 +47,18 @@ class FanoutIndex:
                 else:
                     buckets.setdefault(bucket_key, set()).add(group)
         client.filter = group.key[0]  # one filter object per group, not one per client
-        self._clients.add(client)
-        group.clients.add(client)
+        self._subscribers.add(client)
+        group.subscribers.add(client)
         client.group = group
         client.pos = group.end
 
-    def remove(self, client: ClientStream) -> None:
-        self._clients.discard(client)
+    def remove(self, client: Subscriber) -> None:
+        self._subscribers.discard(client)
         group = client.group
         if group is None:
             return
-        group.clients.discard(client)
-        if group.clients or self._groups.get(group.key) is not group:
+        group.subscribers.discard(client)
+        if group.subscribers or self._groups.get(group.key) is not group:
             return
         del self._groups[group.key]
         for buckets, bucket_key in self._placements(group):

@@ -20,7 +20,7 @@ from eh_contracts.subjects import SubjectFilter
 from sse_edge.time_window import TimeWindow
 
 if TYPE_CHECKING:
-    from sse_edge.live.client import ClientStream
+    from sse_edge.live.subscriber import Subscriber
 
 
 @dataclass(slots=True, frozen=True)
@@ -48,10 +48,10 @@ class FilterGroup:
         "_parked",
         "_total_bytes",
         "_trim_at",
-        "clients",
         "end",
         "key",
         "max_bytes",
+        "subscribers",
         "window",
     )
 
@@ -60,7 +60,7 @@ class FilterGroup:
         window = key[1]
         self.window = window if window is not None and window.bounded else None
         self.max_bytes = max_bytes
-        self.clients: set[ClientStream] = set()
+        self.subscribers: set[Subscriber] = set()
         # Parallel lists, so that a range of frames is one slice and one join.
         self._events: list[FramedEvent] = []
         self._frames: list[bytes] = []
@@ -71,7 +71,7 @@ class FilterGroup:
         self._base_bytes = 0  # bytes appended before _events[0]
         self._total_bytes = 0
         self._trim_at = max_bytes + max_bytes // 4
-        self._parked: list[ClientStream] = []
+        self._parked: list[Subscriber] = []
         self._chunk_range = (0, 0)
         self._chunk = b""
 
@@ -96,7 +96,7 @@ class FilterGroup:
         if self._total_bytes - self._base_bytes > self._trim_at:
             self.trim()
 
-    def park(self, client: "ClientStream") -> None:
+    def park(self, client: "Subscriber") -> None:
         """Wake `client` at the next append (once: it parks again after writing)."""
         if not client.parked:
             client.parked = True
@@ -124,10 +124,10 @@ class FilterGroup:
 
     def trim(self) -> None:
         """Spill clients more than a buffer behind, then drop what every client has read."""
-        for client in list(self.clients):
+        for client in list(self.subscribers):
             if self.pending_bytes(client.pos) + client.backlog_bytes > self.max_bytes:
                 client.spill(self)
-        low = min((client.pos for client in self.clients), default=self.end)
+        low = min((client.pos for client in self.subscribers), default=self.end)
         drop = low - self._base
         if drop > 0:
             self._base_bytes = self._ends[drop - 1]

@@ -25,11 +25,11 @@ from sse_edge.time_window import TimeWindow
 _NOTHING: tuple[bytes, int, float] = (b"", 0, 0.0)
 
 
-class ClientClosed(Exception):
+class SubscriberClosed(Exception):
     """The client is gone or being closed; stop producing for it."""
 
 
-class ClientStream:
+class Subscriber:
     __slots__ = (
         "_backlog",
         "_history",
@@ -99,11 +99,11 @@ class ClientStream:
         """Queue a history frame, waiting while the writer is a buffer behind.
 
         Raises:
-            ClientClosed: when the client is closing; the replay should stop.
+            SubscriberClosed: when the client is closing; the replay should stop.
         """
         while not self.push_history_nowait(frame):
             if self.close_reason is not None:
-                raise ClientClosed(self.close_reason)
+                raise SubscriberClosed(self.close_reason)
             self._history_room.clear()
             await self._history_room.wait()
 
@@ -203,6 +203,6 @@ class ClientStream:
             self.farewell = farewell
             if self.group is not None:
                 # No longer pins the group's log; the index forgets it when the writer ends.
-                self.group.clients.discard(self)
+                self.group.subscribers.discard(self)
         self._history_room.set()
         self.wake.set()

@@ -5,9 +5,9 @@ import asyncio
 import pytest
 
 from eh_contracts.subjects import SubjectFilter
-from sse_edge.live.client import ClientClosed, ClientStream
 from sse_edge.live.fanout import FanoutIndex
 from sse_edge.live.filter_group import FramedEvent
+from sse_edge.live.subscriber import Subscriber, SubscriberClosed
 from sse_edge.time_window import TimeWindow
 
 
@@ -24,9 +24,9 @@ def registered(
     subject_filter: SubjectFilter | None = None,
     window: TimeWindow | None = None,
     max_bytes: int = 10_000,
-) -> tuple[FanoutIndex, ClientStream]:
+) -> tuple[FanoutIndex, Subscriber]:
     index = index or FanoutIndex(max_bytes)
-    c = ClientStream(subject_filter or SubjectFilter(), max_bytes, "test", window)
+    c = Subscriber(subject_filter or SubjectFilter(), max_bytes, "test", window)
     index.add(c)
     return index, c
 
@@ -86,7 +86,7 @@ async def test_closing_stops_a_waiting_replay():
     blocked = asyncio.create_task(c.push_history(b"y"))
     await asyncio.sleep(0.01)
     c.close("disconnected")
-    with pytest.raises(ClientClosed):
+    with pytest.raises(SubscriberClosed):
         await asyncio.wait_for(blocked, 1)
 
 
@@ -161,7 +161,7 @@ def test_a_client_far_behind_on_other_events_overflows_and_stops_pinning_the_log
     assert fast.close_reason is None
     group = fast.group
     assert group is not None
-    assert slow not in group.clients
+    assert slow not in group.subscribers
     assert group.pending_bytes(fast.pos) == 0
 
 
