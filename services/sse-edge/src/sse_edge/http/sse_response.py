@@ -82,7 +82,7 @@ class SseResponse(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         client = self.client
         transport = _transport_of(receive)
-        client.abort = transport.abort if transport is not None else self._cancel_writer()
+        client.attach_writer(transport.abort if transport is not None else self._cancel_writer(), transport)
         # The route registered the client in the index before it read the stream's end; from
         # here on the replay fills the history queue and the pump writes what is ready.
         CONNECTIONS.inc()
@@ -92,8 +92,6 @@ class SseResponse(Response):
         watcher = None
         if transport is None:
             watcher = asyncio.create_task(self._watch_disconnect(receive))
-        else:
-            client.transport = transport
         # What only the start needs is let go: an idle stream holds its frame for hours.
         plan, self.replay = self.replay, None
         replay = None
@@ -136,13 +134,11 @@ class SseResponse(Response):
             if chunk:
                 await self._write(send, chunk)
                 WRITES.record(len(chunk), count, oldest)
-            elif client.heartbeat_due:
-                client.heartbeat_due = False
+            elif client.take_heartbeat():
                 await self._write(send, HEARTBEAT_FRAME)
                 WRITES.record(len(HEARTBEAT_FRAME), 0, 0.0)
             else:
-                client.park()
-                await client.wake.wait()
+                await client.park()
         if client.close_reason in ("disconnected", "send_timeout"):
             return
         # Queued history still goes out, in order, before the control event that ends it.
@@ -181,14 +177,14 @@ class SseResponse(Response):
             # to the transport, skipping the ASGI send chain (a third of a small write's cost).
             if not direct.is_closing():
                 direct.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
-            client.last_write = time.monotonic()
+            client.end_write(time.monotonic())
             return
         # Data is waiting in the transport: uvicorn's send waits for it to drain, and the sweeper
         # sees how long that takes.
-        client.write_started = now = time.monotonic()
+        now = time.monotonic()
+        client.begin_write(now)
         await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        client.write_started = 0.0
-        client.last_write = now
+        client.end_write(now)
 
     async def _run_replay(self, replay: Replay) -> None:
         try:

@@ -46,19 +46,16 @@ class FanoutIndex:
                     self._everything.add(group)
                 else:
                     buckets.setdefault(bucket_key, set()).add(group)
-        client.filter = group.key[0]  # one filter object per group, not one per client
         self._subscribers.add(client)
-        group.subscribers.add(client)
-        client.group = group
-        client.pos = group.end
+        client.join(group)
 
     def remove(self, client: Subscriber) -> None:
         self._subscribers.discard(client)
         group = client.group
         if group is None:
             return
-        group.subscribers.discard(client)
-        if group.subscribers or self._groups.get(group.key) is not group:
+        group.remove_reader(client)
+        if group.readers or self._groups.get(group.key) is not group:
             return
         del self._groups[group.key]
         for buckets, bucket_key in self._placements(group):

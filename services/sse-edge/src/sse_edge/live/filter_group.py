@@ -14,13 +14,10 @@ frames every remaining client has read are dropped.
 
 from bisect import bisect_right
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from eh_contracts.subjects import SubjectFilter
 from sse_edge.time_window import TimeWindow
-
-if TYPE_CHECKING:
-    from sse_edge.live.subscriber import Subscriber
 
 
 @dataclass(slots=True, frozen=True)
@@ -34,6 +31,24 @@ class FramedEvent:
 
 
 GroupKey = tuple[SubjectFilter, TimeWindow | None]
+
+
+class GroupReader(Protocol):
+    """What a group needs of each subscriber reading its log (`live.subscriber.Subscriber`)."""
+
+    @property
+    def pos(self) -> int:
+        """Its position in the log: everything before it has been taken."""
+
+    @property
+    def backlog_bytes(self) -> int:
+        """Bytes it holds outside the log (conflated metrics), counted against its buffer."""
+
+    def spill(self, group: "FilterGroup") -> None:
+        """It is more than a buffer behind: move off the log (conflate or close)."""
+
+    def frames_arrived(self) -> None:
+        """It parked on this group and a frame was appended: wake its writer."""
 
 
 class FilterGroup:
@@ -51,7 +66,7 @@ class FilterGroup:
         "end",
         "key",
         "max_bytes",
-        "subscribers",
+        "readers",
         "window",
     )
 
@@ -60,7 +75,7 @@ class FilterGroup:
         window = key[1]
         self.window = window if window is not None and window.bounded else None
         self.max_bytes = max_bytes
-        self.subscribers: set[Subscriber] = set()
+        self.readers: set[GroupReader] = set()
         # Parallel lists, so that a range of frames is one slice and one join.
         self._events: list[FramedEvent] = []
         self._frames: list[bytes] = []
@@ -71,9 +86,18 @@ class FilterGroup:
         self._base_bytes = 0  # bytes appended before _events[0]
         self._total_bytes = 0
         self._trim_at = max_bytes + max_bytes // 4
-        self._parked: list[Subscriber] = []
+        self._parked: list[GroupReader] = []
         self._chunk_range = (0, 0)
         self._chunk = b""
+
+    def add_reader(self, reader: GroupReader) -> int:
+        """Keep frames for `reader` from now on; returns its starting position (the end)."""
+        self.readers.add(reader)
+        return self.end
+
+    def remove_reader(self, reader: GroupReader) -> None:
+        """`reader` no longer pins the log."""
+        self.readers.discard(reader)
 
     @property
     def last_seq(self) -> int:
@@ -90,17 +114,14 @@ class FilterGroup:
         if self._parked:
             parked = self._parked
             self._parked = []
-            for client in parked:
-                client.parked = False
-                client.wake.set()
+            for reader in parked:
+                reader.frames_arrived()
         if self._total_bytes - self._base_bytes > self._trim_at:
             self.trim()
 
-    def park(self, client: "Subscriber") -> None:
-        """Wake `client` at the next append (once: it parks again after writing)."""
-        if not client.parked:
-            client.parked = True
-            self._parked.append(client)
+    def park(self, reader: GroupReader) -> None:
+        """Tell `reader` about the next append, once (it parks again after writing)."""
+        self._parked.append(reader)
 
     def pending_bytes(self, pos: int) -> int:
         index = pos - self._base
@@ -124,10 +145,10 @@ class FilterGroup:
 
     def trim(self) -> None:
         """Spill clients more than a buffer behind, then drop what every client has read."""
-        for client in list(self.subscribers):
-            if self.pending_bytes(client.pos) + client.backlog_bytes > self.max_bytes:
-                client.spill(self)
-        low = min((client.pos for client in self.subscribers), default=self.end)
+        for reader in list(self.readers):
+            if self.pending_bytes(reader.pos) + reader.backlog_bytes > self.max_bytes:
+                reader.spill(self)
+        low = min((reader.pos for reader in self.readers), default=self.end)
         drop = low - self._base
         if drop > 0:
             self._base_bytes = self._ends[drop - 1]

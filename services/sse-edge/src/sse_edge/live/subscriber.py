@@ -1,20 +1,27 @@
-"""One connected client: its history queue, its place in its filter group's log, and its state.
+"""One connected client's delivery state: its history queue, its place in its filter group's log.
 
-A client starts *holding*: it has a position in its group's log from the moment it registered
+A `Subscriber` is the only owner of its state. The modules around it call its methods, each from
+one side: the replay (`push_history`, `release`), the writer (`attach_writer`, `take`, `park`,
+`begin_write`/`end_write`, `take_heartbeat`), the fan-out index (`join`), its filter group
+(`spill`, `frames_arrived`), the sweeper (`request_heartbeat`, `close`, `abort`). They read the
+few properties they need and assign nothing.
+
+A subscriber starts *holding*: it has a position in its group's log from the moment it joined
 (before the replay read the stream's end), but its writer does not read the log until `release`.
 The replay meanwhile pushes history frames, with backpressure. `release(after_seq)` moves the
 position past what the history covered: no gap, because the position predates the stream end the
 replay read, and no duplicate, because of the release sequence (`floor`; the feed may still deliver
 events at or below it after the release, and those are skipped when read).
 
-A client that falls more than a buffer behind is *spilled* by its group: metrics events
+A subscriber that falls more than a buffer behind is *spilled* by its group: metrics events
 (`node_metrics`, `container_metrics`) are conflated to the latest per resource into a private
-backlog, and if what remains still does not fit, the client is closed with reason "overflow" so
-that it resumes from its Last-Event-ID instead of holding memory for a reader that is not reading.
+backlog, and if what remains still does not fit, it is closed with reason "overflow" so that the
+client resumes from its Last-Event-ID instead of holding memory for a reader that is not reading.
 """
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from eh_contracts.subjects import SubjectFilter
 from sse_edge.live.filter_group import FilterGroup, FramedEvent
@@ -26,102 +33,177 @@ _NOTHING: tuple[bytes, int, float] = (b"", 0, 0.0)
 
 
 class SubscriberClosed(Exception):
-    """The client is gone or being closed; stop producing for it."""
+    """The subscriber is gone or being closed; stop producing for it."""
 
 
 class Subscriber:
     __slots__ = (
+        "_abort",
         "_backlog",
+        "_backlog_bytes",
+        "_close_reason",
+        "_farewell",
+        "_filter",
+        "_floor",
+        "_group",
+        "_heartbeat_due",
         "_history",
         "_history_bytes",
         "_history_room",
-        "abort",
-        "backlog_bytes",
-        "close_reason",
-        "farewell",
-        "filter",
-        "floor",
-        "group",
-        "heartbeat_due",
-        "holding",
-        "last_write",
-        "max_bytes",
-        "parked",
-        "peer",
-        "pos",
-        "transport",
-        "wake",
-        "window",
-        "write_started",
+        "_holding",
+        "_last_write",
+        "_max_bytes",
+        "_parked",
+        "_peer",
+        "_pos",
+        "_transport",
+        "_wake",
+        "_window",
+        "_write_started",
     )
 
     def __init__(
         self, subject_filter: SubjectFilter, max_bytes: int, peer: str, window: TimeWindow | None = None
     ) -> None:
-        self.filter = subject_filter
-        self.window = window if window is not None and window.bounded else None
-        self.max_bytes = max_bytes
-        self.peer = peer
-        self.wake = Wakeup()
-        self.close_reason: str | None = None
-        self.farewell = b""
-        self.holding = True
-        self.floor = 0
-        self.group: FilterGroup | None = None
-        self.pos = 0
-        self.parked = False
+        self._filter = subject_filter
+        self._window = window if window is not None and window.bounded else None
+        self._max_bytes = max_bytes
+        self._peer = peer
+        self._wake = Wakeup()
+        self._close_reason: str | None = None
+        self._farewell = b""
+        self._holding = True
+        self._floor = 0
+        self._group: FilterGroup | None = None
+        self._pos = 0
+        self._parked = False
         self._backlog: list[FramedEvent] = []
-        self.backlog_bytes = 0
+        self._backlog_bytes = 0
         self._history: list[bytes] = []
         self._history_bytes = 0
         self._history_room = Wakeup()
         self._history_room.set()
         # Kept up to date by the writer, read by the sweeper (heartbeats, stalled sockets).
-        self.last_write = 0.0
-        self.write_started = 0.0
-        self.heartbeat_due = False
-        self.abort: Callable[[], object] | None = None
+        self._last_write = 0.0
+        self._write_started = 0.0
+        self._heartbeat_due = False
+        self._abort: Callable[[], object] | None = None
         # Set where the server exposes the socket: the sweeper notices a client gone through it.
-        self.transport: asyncio.BaseTransport | None = None
+        self._transport: asyncio.BaseTransport | None = None
+
+    # -- what others read ----------------------------------------------------------------------
+
+    @property
+    def filter(self) -> SubjectFilter:
+        return self._filter
+
+    @property
+    def window(self) -> TimeWindow | None:
+        """The time window live frames must fall in; None when unbounded."""
+        return self._window
+
+    @property
+    def peer(self) -> str:
+        return self._peer
+
+    @property
+    def close_reason(self) -> str | None:
+        """None while open; then why it closed (disconnected, end, overflow, shutdown, ...)."""
+        return self._close_reason
+
+    @property
+    def farewell(self) -> bytes:
+        """The control event to write last, given to `close`."""
+        return self._farewell
+
+    @property
+    def group(self) -> FilterGroup | None:
+        return self._group
+
+    @property
+    def pos(self) -> int:
+        return self._pos
+
+    @property
+    def backlog_bytes(self) -> int:
+        return self._backlog_bytes
+
+    @property
+    def parked(self) -> bool:
+        """The writer waits for the group's next frame."""
+        return self._parked
+
+    @property
+    def woken(self) -> bool:
+        """Something is ready for the writer (or it must look at a close)."""
+        return self._wake.is_set()
+
+    @property
+    def last_write(self) -> float:
+        """`time.monotonic()` of the writer's last completed write."""
+        return self._last_write
+
+    @property
+    def write_started(self) -> float:
+        """`time.monotonic()` when the write now waiting for the socket began; 0.0 when none."""
+        return self._write_started
+
+    @property
+    def socket_closed(self) -> bool:
+        """The client closed its socket (known only where the server exposes its transport)."""
+        return self._transport is not None and self._transport.is_closing()
+
+    # -- the fan-out index's side ---------------------------------------------------------------
+
+    def join(self, group: FilterGroup) -> None:
+        """Read `group`'s log from its end on; its filter object replaces ours (one per group)."""
+        self._filter = group.key[0]
+        self._group = group
+        self._pos = group.add_reader(self)
 
     # -- the replay's side ---------------------------------------------------------------------
 
     def push_history_nowait(self, frame: bytes) -> bool:
         """Queue a history frame if there is room; False when the caller must `push_history`."""
-        if self._history_bytes >= self.max_bytes or self.close_reason is not None:
+        if self._history_bytes >= self._max_bytes or self._close_reason is not None:
             return False
         self._history.append(frame)
         self._history_bytes += len(frame)
-        self.wake.set()
+        self._wake.set()
         return True
 
     async def push_history(self, frame: bytes) -> None:
         """Queue a history frame, waiting while the writer is a buffer behind.
 
         Raises:
-            SubscriberClosed: when the client is closing; the replay should stop.
+            SubscriberClosed: when the subscriber is closing; the replay should stop.
         """
         while not self.push_history_nowait(frame):
-            if self.close_reason is not None:
-                raise SubscriberClosed(self.close_reason)
+            if self._close_reason is not None:
+                raise SubscriberClosed(self._close_reason)
             self._history_room.clear()
             await self._history_room.wait()
 
     def release(self, after_seq: int, marker: bytes = b"") -> None:
         """End the replay: `marker` follows the history, then live frames after `after_seq`."""
-        self.floor = after_seq
+        self._floor = after_seq
         if self._backlog:
             self._backlog = [event for event in self._backlog if event.seq > after_seq]
-            self.backlog_bytes = sum(len(event.frame) for event in self._backlog)
-        if self.group is not None:
-            self.pos = max(self.pos, self.group.position_after(after_seq))
+            self._backlog_bytes = sum(len(event.frame) for event in self._backlog)
+        if self._group is not None:
+            self._pos = max(self._pos, self._group.position_after(after_seq))
         if marker:
             self._history.append(marker)
             self._history_bytes += len(marker)
-        self.holding = False
-        self.wake.set()
+        self._holding = False
+        self._wake.set()
 
     # -- the writer's side ---------------------------------------------------------------------
+
+    def attach_writer(self, abort: Callable[[], object], transport: asyncio.BaseTransport | None) -> None:
+        """The writer started: how to end a stalled write, and the socket's transport if known."""
+        self._abort = abort
+        self._transport = transport
 
     def take(self) -> tuple[bytes, int, float]:
         """Everything ready to write as one chunk: history, then (unless holding) live frames.
@@ -129,8 +211,8 @@ class Subscriber:
         Returns the chunk, how many live events it holds, and when the oldest of them was stored.
         """
         parts = self._history
-        group = self.group
-        if not parts and (self.holding or (not self._backlog and (group is None or self.pos >= group.end))):
+        group = self._group
+        if not parts and (self._holding or (not self._backlog and (group is None or self._pos >= group.end))):
             return _NOTHING  # the common case when a writer looks again after writing
         if parts:
             self._history = []
@@ -138,7 +220,7 @@ class Subscriber:
             self._history_room.set()
         else:
             parts = []  # not the (empty) history list itself: live frames must not land in it
-        if self.holding or self.close_reason is not None:
+        if self._holding or self._close_reason is not None:
             return b"".join(parts), 0, 0.0
         count = 0
         oldest = 0.0
@@ -147,13 +229,13 @@ class Subscriber:
             count = len(self._backlog)
             oldest = self._backlog[0].stored_at
             self._backlog = []
-            self.backlog_bytes = 0
-        if group is not None and self.pos < group.end:
-            if self.floor:
+            self._backlog_bytes = 0
+        if group is not None and self._pos < group.end:
+            if self._floor:
                 self._skip_floor(group)
-            if self.pos < group.end:
-                chunk, read, first_stored = group.read(self.pos)
-                self.pos = group.end
+            if self._pos < group.end:
+                chunk, read, first_stored = group.read(self._pos)
+                self._pos = group.end
                 if not parts:
                     return chunk, read, first_stored  # the shared piece itself, not a copy
                 parts.append(chunk)
@@ -162,21 +244,43 @@ class Subscriber:
         return b"".join(parts), count, oldest
 
     def _skip_floor(self, group: FilterGroup) -> None:
-        self.pos = max(self.pos, group.position_after(self.floor))
-        if group.last_seq > self.floor:
-            self.floor = 0  # the feed is past the release point; nothing at or below can come
+        self._pos = max(self._pos, group.position_after(self._floor))
+        if group.last_seq > self._floor:
+            self._floor = 0  # the feed is past the release point; nothing at or below can come
 
-    def park(self) -> None:
-        """Nothing to write: sleep until a push, a release, a new live frame or a close."""
-        self.wake.clear()
-        if not self.holding and self.group is not None:
-            self.group.park(self)
+    def park(self) -> Coroutine[Any, Any, None]:
+        """Nothing to write: the awaitable that sleeps until a push, a release, a frame or a close."""
+        self._wake.clear()
+        if not self._holding and self._group is not None and not self._parked:
+            self._parked = True
+            self._group.park(self)
+        return self._wake.wait()
+
+    def take_heartbeat(self) -> bool:
+        """True once after the sweeper found the stream idle for a heartbeat interval."""
+        if self._heartbeat_due:
+            self._heartbeat_due = False
+            return True
+        return False
+
+    def begin_write(self, now: float) -> None:
+        """A write that may wait for the socket starts (the sweeper times it)."""
+        self._write_started = now
+
+    def end_write(self, now: float) -> None:
+        """A write completed; `now` is when it began (or ended, for one that could not wait)."""
+        self._write_started = 0.0
+        self._last_write = now
 
     # -- the filter group's side ---------------------------------------------------------------
 
+    def frames_arrived(self) -> None:
+        self._parked = False
+        self._wake.set()
+
     def spill(self, group: FilterGroup) -> None:
         """More than a buffer behind: conflate metrics into the backlog, or close with overflow."""
-        behind = self._backlog + [event for event in group.events_from(self.pos) if event.seq > self.floor]
+        behind = self._backlog + [event for event in group.events_from(self._pos) if event.seq > self._floor]
         newest: dict[str, int] = {}
         for position, event in enumerate(behind):
             if event.conflation_key is not None:
@@ -187,22 +291,34 @@ class Subscriber:
             if event.conflation_key is None or newest[event.conflation_key] == position
         ]
         kept_bytes = sum(len(event.frame) for event in kept)
-        if kept_bytes > self.max_bytes:
+        if kept_bytes > self._max_bytes:
             EVENTS_OVERFLOWED.inc(len(behind))
             self.close("overflow")
             return
         EVENTS_CONFLATED.inc(len(behind) - len(kept))
         self._backlog = kept
-        self.backlog_bytes = kept_bytes
-        self.pos = group.end
+        self._backlog_bytes = kept_bytes
+        self._pos = group.end
+
+    # -- the sweeper's side (and anyone ending the stream) ---------------------------------------
+
+    def request_heartbeat(self) -> None:
+        if not self._heartbeat_due:
+            self._heartbeat_due = True
+            self._wake.set()
+
+    def abort(self) -> None:
+        """End a stalled write: abort the socket, or cancel the writer where it is not known."""
+        if self._abort is not None:
+            self._abort()
 
     def close(self, reason: str, farewell: bytes = b"") -> None:
         """Stop after the history queued; `farewell` (a control event) is the last thing written."""
-        if self.close_reason is None:
-            self.close_reason = reason
-            self.farewell = farewell
-            if self.group is not None:
+        if self._close_reason is None:
+            self._close_reason = reason
+            self._farewell = farewell
+            if self._group is not None:
                 # No longer pins the group's log; the index forgets it when the writer ends.
-                self.group.subscribers.discard(self)
+                self._group.remove_reader(self)
         self._history_room.set()
-        self.wake.set()
+        self._wake.set()

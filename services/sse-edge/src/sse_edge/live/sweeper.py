@@ -28,15 +28,13 @@ def sweep_once(index: FanoutIndex, now: float, heartbeat_seconds: float, send_ti
     for client in index:
         if client.close_reason is not None:
             continue
-        if client.transport is not None and client.transport.is_closing():
+        if client.socket_closed:
             client.close("disconnected")
             continue
         started = client.write_started
         if started and now - started > send_timeout_seconds:
             client.close("send_timeout")
             log.warning("sse client stalled, disconnected", peer=client.peer, timeout_s=send_timeout_seconds)
-            if client.abort is not None:
-                client.abort()
-        elif not started and not client.heartbeat_due and now - client.last_write >= heartbeat_seconds:
-            client.heartbeat_due = True
-            client.wake.set()
+            client.abort()
+        elif not started and now - client.last_write >= heartbeat_seconds:
+            client.request_heartbeat()
