@@ -187,6 +187,9 @@ async def test_503_with_retry_after_while_nats_is_down(nats_server, collector_se
         assert "retry with the same event ids" in body["detail"]
         assert body["events"][0]["id"] == "while-down"
         assert body["events"][0]["status"] == "failed"
+        assert (body["code"], body["request_id"]) == ("store_unavailable", response.headers["x-request-id"])
+        assert "nats" not in response.text.lower()
+        assert "jetstream" not in response.text.lower()
         metrics = await client.post("/api/v1/events", json=[METRICS | {"id": "m-down"}])
         assert metrics.status_code == 503
         assert metrics.json()["events"][0]["status"] == "failed"

@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from eh_contracts.event_types import EventType
+from eh_contracts.json_numbers import may_hold_unrepresentable, unrepresentable
 from eh_contracts.payloads import (
     ContainerMetrics,
     ContainerStatus,
@@ -244,6 +245,26 @@ def _field_errors(error: ValidationError, *, tag_at: int | None) -> list[FieldEr
 ItemT = TypeVar("ItemT")
 
 
+def reject_unrepresentable_numbers(body: bytes, items: Sequence[Any], *, indexed: bool) -> None:
+    """Refuse validated events holding a number JSON readers cannot hold (see `json_numbers`).
+
+    `items` are the events validated from `body` (dicts or models); `indexed`: error paths start
+    with each item's index, as in an array.
+
+    Raises:
+        EventParseError: naming each such number by its path.
+    """
+    if not may_hold_unrepresentable(body):
+        return
+    errors = []
+    for index, item in enumerate(items):
+        value = item.model_dump(exclude_unset=True) if isinstance(item, BaseModel) else item
+        prefix: tuple[int, ...] = (index,) if indexed else ()
+        errors += [FieldError(loc, message, kind) for loc, message, kind in unrepresentable(value, prefix)]
+    if errors:
+        raise EventParseError(errors)
+
+
 def validate_item(item: bytes, adapter: TypeAdapter[ItemT], index: int | None = None) -> ItemT:
     """Validate one event object with `adapter`; error paths start with `index` when given.
 
@@ -261,10 +282,16 @@ def validate_item(item: bytes, adapter: TypeAdapter[ItemT], index: int | None = 
             raise EventParseError(errors, malformed=True) from None
         raise EventParseError([FieldError(prefix, "expected an event object", "model_type")])
     try:
-        return adapter.validate_json(item)
+        result = adapter.validate_json(item)
     except ValidationError as error:
         errors = [FieldError((*prefix, *e.loc), e.message, e.type) for e in _field_errors(error, tag_at=0)]
         raise EventParseError(errors, malformed=any(e.type == "json_invalid" for e in errors)) from None
+    try:
+        reject_unrepresentable_numbers(item, [result], indexed=False)
+    except EventParseError as error:
+        errors = [FieldError((*prefix, *e.loc), e.message, e.type) for e in error.errors]
+        raise EventParseError(errors) from None
+    return result
 
 
 def validate_body(body: bytes, one: TypeAdapter[ItemT], many: TypeAdapter[list[ItemT]]) -> list[ItemT]:
@@ -279,9 +306,12 @@ def validate_body(body: bytes, one: TypeAdapter[ItemT], many: TypeAdapter[list[I
             items = many.validate_json(body)
             if not items:
                 raise EventParseError([FieldError((), "the array holds no events", "too_short")])
+            reject_unrepresentable_numbers(body, items, indexed=True)
             return items
         if start == b"{":
-            return [one.validate_json(body)]
+            items = [one.validate_json(body)]
+            reject_unrepresentable_numbers(body, items, indexed=False)
+            return items
     except ValidationError as error:
         errors = _field_errors(error, tag_at=1 if start == b"[" else 0)
         raise EventParseError(errors, malformed=any(e.type == "json_invalid" for e in errors)) from None

@@ -5,30 +5,78 @@ values of the wrong type for the keys it does know. Validation is strict: a numb
 is an error, not something to guess at, because dashboards and alert rules compute on these values.
 """
 
+import re
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, Self
+from ipaddress import IPv4Address, IPv6Address
+from typing import Annotated, Any, Final, Literal, Self
 
 from pydantic import (
     AfterValidator,
-    AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    GetPydanticSchema,
     IPvAnyAddress,
+    WithJsonSchema,
     model_validator,
 )
+from pydantic_core import PydanticCustomError, core_schema
 
 from eh_contracts.subjects import RESOURCE_ID_MAX_LENGTH, RESOURCE_ID_PATTERN, validate_resource_id
 
+# RFC 3339 `date-time` (the offset is left to the datetime type, whose error says "timezone"),
+# ASCII digits only. pydantic alone also reads a string of digits as Unix seconds ("1710929100"),
+# and `\d` would take any Unicode digit: producers must say what they mean.
+RFC3339_PATTERN: Final = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})?$"
+)
+_RFC3339_RE: Final = re.compile(RFC3339_PATTERN)
+
+
+def require_rfc3339_text(value: Any) -> str:
+    if not isinstance(value, str) or not _RFC3339_RE.fullmatch(value):
+        shown = repr(value[:40]) if isinstance(value, str) else f"a JSON {type(value).__name__}"
+        raise PydanticCustomError(
+            "datetime_type",
+            "Input should be a valid datetime: RFC 3339 text such as 2024-03-20T10:00:00Z, not {shown}",
+            {"shown": shown},
+        )
+    return value
+
 
 def to_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        # 9999-12-31T23:59:59-23:59 is a valid RFC 3339 text whose UTC time has no year in 1..9999.
+        raise ValueError(f"{value.isoformat()} is outside years 1 to 9999 once converted to UTC") from None
+
+
+def rfc3339_schema(tz_constraint: Literal["aware"] | int) -> core_schema.CoreSchema:
+    """JSON: RFC 3339 text only, read as a datetime; Python: a datetime object (strict).
+
+    The text check comes first in a chain, so the datetime step (lax, to read text at all) never
+    sees a number or a string of digits.
+    """
+    return core_schema.json_or_python_schema(
+        json_schema=core_schema.chain_schema(
+            [
+                core_schema.no_info_plain_validator_function(require_rfc3339_text),
+                core_schema.datetime_schema(strict=False, tz_constraint=tz_constraint),
+            ]
+        ),
+        python_schema=core_schema.datetime_schema(strict=True, tz_constraint=tz_constraint),
+    )
 
 
 UtcDatetime = Annotated[
-    AwareDatetime,
+    datetime,
+    GetPydanticSchema(lambda _t, _h: rfc3339_schema("aware")),
     AfterValidator(to_utc),
-    Field(description="RFC 3339 time with an offset; stored in UTC."),
+    WithJsonSchema(
+        {"description": "RFC 3339 time with an offset; stored in UTC.", "format": "date-time", "type": "string"}
+    ),
 ]
 """A point in time; naive times are rejected because their meaning depends on the producer's clock."""
 
@@ -83,8 +131,18 @@ class MetricsPayload(Payload):
 # --- node_status -----------------------------------------------------------------------------
 
 
+def require_text(value: Any) -> Any:
+    """Refuse numbers and booleans: pydantic's IP type reads `false` or `0` as the address 0.0.0.0."""
+    if not isinstance(value, str | IPv4Address | IPv6Address):
+        raise ValueError('an IP address is given as text, such as "10.0.0.7"')
+    return value
+
+
+IpAddress = Annotated[IPvAnyAddress, BeforeValidator(require_text)]
+
+
 class NodeStatusDetails(Payload):
-    ip: IPvAnyAddress | None = None
+    ip: IpAddress | None = None
     last_heartbeat: UtcDatetime | None = None
 
 

@@ -33,7 +33,6 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
 )
-from pydantic_core import core_schema
 from typing_extensions import TypedDict
 
 from eh_contracts.envelope import (
@@ -41,13 +40,16 @@ from eh_contracts.envelope import (
     EVENT_ID_PATTERN,
     EVENT_MODELS,
     EventEnvelope,
+    EventParseError,
     new_event_id,
+    reject_unrepresentable_numbers,
     utc_now,
     validate_body,
     validate_event_id,
     validate_item,
 )
-from eh_contracts.payloads import Payload, to_utc
+from eh_contracts.json_numbers import may_hold_unrepresentable
+from eh_contracts.payloads import Payload, rfc3339_schema, to_utc
 from eh_contracts.subjects import RESOURCE_ID_PATTERN, validate_resource_id
 
 
@@ -97,7 +99,7 @@ def _record_check(model: type[BaseModel]) -> Callable[[dict[str, Any]], dict[str
 # as the validator it replaces, or a subset of them (which the exact schema then judges): the
 # patterns are the ones the validators check, `tz_constraint=0` takes only times with a zero offset,
 # which `to_utc` would leave as they are.
-_UTC_ONLY: Final = GetPydanticSchema(lambda _t, _h: core_schema.datetime_schema(strict=True, tz_constraint=0))
+_UTC_ONLY: Final = GetPydanticSchema(lambda _t, _h: rfc3339_schema(0))
 _NATIVE: Final[dict[Callable[..., Any], Any]] = {
     validate_resource_id: StringConstraints(pattern=RESOURCE_ID_PATTERN),
     validate_event_id: StringConstraints(
@@ -230,22 +232,40 @@ class EventRecord:
         return pydantic_core.to_json(self.fields)
 
 
+def parse_records_fast(body: bytes) -> list[EventRecord] | None:
+    """The events of a body holding one valid event or an array of valid events, else None.
+
+    The common case in one native call; None says "judge it with `parse_records` or item by item".
+    """
+    start = body.lstrip()[:1]
+    try:
+        if start == b"[":
+            fields = _FAST_MANY.validate_json(body)
+        elif start == b"{":
+            fields = [_FAST_ONE.validate_json(body)]
+        else:
+            return None
+    except ValidationError:
+        return None
+    if not fields:
+        return None
+    try:
+        reject_unrepresentable_numbers(body, fields, indexed=start == b"[")
+    except EventParseError:
+        return None
+    return [EventRecord(f) for f in fields]
+
+
 def parse_records(body: bytes) -> list[EventRecord]:
     """Like `envelope.parse_events` (one object or a non-empty array), into records.
 
     Raises:
         EventParseError: naming every invalid field, by its path in the body.
     """
-    start = body.lstrip()[:1]
-    try:
-        if start == b"[":
-            fields = _FAST_MANY.validate_json(body)
-            if fields:
-                return [EventRecord(f) for f in fields]
-        elif start == b"{":
-            return [EventRecord(_FAST_ONE.validate_json(body))]
-    except ValidationError:
-        pass  # judged again below, by the exact schema, for the errors it reports
+    records = parse_records_fast(body)
+    if records is not None:
+        return records
+    # Judged again by the exact schema, for the errors it reports.
     return [EventRecord(f) for f in validate_body(body, _ONE, _MANY)]
 
 
@@ -257,7 +277,10 @@ def parse_record(item: bytes, index: int | None = None) -> EventRecord:
     """
     if item.lstrip()[:1] == b"{":
         try:
-            return EventRecord(_FAST_ONE.validate_json(item))
+            fields = _FAST_ONE.validate_json(item)
         except ValidationError:
             pass
+        else:
+            if not may_hold_unrepresentable(item):
+                return EventRecord(fields)
     return EventRecord(validate_item(item, _ONE, index))

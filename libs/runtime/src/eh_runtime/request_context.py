@@ -1,14 +1,17 @@
 """Per-request context: a request id and a trace id on every log line, and one access log line.
 
 A pure ASGI middleware rather than Starlette's BaseHTTPMiddleware, because it wraps event
-streams that live for hours: it must not buffer or re-wrap the response body.
+streams that live for hours: it must not buffer or re-wrap the response body. It also answers
+an unexpected error itself: Starlette's handler for those runs outside every middleware, so its
+500 would go out without the request id that the client needs to quote.
 """
 
 import re
 import time
 import uuid
-from typing import Final
+from typing import Any, Final
 
+import pydantic_core
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -22,6 +25,21 @@ _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 # Probes and scrapes would drown the access log; they are still counted in the metrics.
 _QUIET_PATHS: Final = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+INTERNAL_ERROR: Final = "internal_error"
+
+
+def current_request_id() -> str | None:
+    """The id of the request being handled (None outside a request)."""
+    value: Any = structlog.contextvars.get_contextvars().get("request_id")
+    return value if isinstance(value, str) else None
+
+
+def error_body(code: str, message: str) -> dict[str, Any]:
+    """What a client gets for a failure that is not its fault: a stable code to act on, a message
+    for people, and the request id to quote (the details are in the service's log under that id)."""
+    return {"detail": message, "code": code, "request_id": current_request_id()}
 
 
 class RequestContextMiddleware:
@@ -41,16 +59,32 @@ class RequestContextMiddleware:
         status = 500
         started = time.perf_counter()
 
+        started_response = False
+
         async def send_with_request_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started_response
             if message["type"] == "http.response.start":
                 status = message["status"]
+                started_response = True
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
             await send(message)
 
         with structlog.contextvars.bound_contextvars(**bound):
             try:
                 await self.app(scope, receive, send_with_request_id)
+            except Exception:
+                log.exception("unhandled error", method=scope["method"], path=scope["path"])
+                if started_response:
+                    raise  # too late for an answer; the server closes the connection
+                body = error_body(INTERNAL_ERROR, "internal error; quote the request id when reporting it")
+                await send_with_request_id(
+                    {
+                        "type": "http.response.start",
+                        "status": 500,
+                        "headers": [(b"content-type", b"application/json")],
+                    }
+                )
+                await send({"type": "http.response.body", "body": pydantic_core.to_json(body)})
             finally:
                 elapsed = time.perf_counter() - started
                 route = _route_template(scope)

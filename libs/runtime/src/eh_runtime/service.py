@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException
 from eh_contracts.envelope import field_path
 from eh_runtime.connection import ConnectHook, NatsConnection
 from eh_runtime.metrics import metrics_response
-from eh_runtime.request_context import RequestContextMiddleware
+from eh_runtime.request_context import INTERNAL_ERROR, RequestContextMiddleware, error_body
 from eh_runtime.settings import ServiceSettings
 from eh_runtime.stream import EVENTS_STREAM, events_stream_exists
 
@@ -178,5 +178,6 @@ async def _http_error(_request: Request, error: Exception) -> JSONResponse:
 
 
 async def _unexpected_error(request: Request, error: Exception) -> JSONResponse:
+    # Reached only by errors outside RequestContextMiddleware, which answers the others itself.
     log.exception("unhandled error", path=request.url.path)
-    return JSONResponse({"detail": "internal error; the request id is in the logs"}, status_code=500)
+    return JSONResponse(error_body(INTERNAL_ERROR, "internal error"), status_code=500)

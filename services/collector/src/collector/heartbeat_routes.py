@@ -3,19 +3,30 @@
 from typing import Annotated, Any
 
 import pydantic_core
+import structlog
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 from nats.errors import Error as NatsError
-from pydantic import AfterValidator, BaseModel, ConfigDict, IPvAnyAddress, TypeAdapter, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from collector.deps import HeartbeatsDep, IngestorDep, SettingsDep
+from collector.ingest import STORE_UNAVAILABLE, STORE_UNAVAILABLE_MESSAGE
 from collector.intake import Intake
-from collector.routes import RETRY_AFTER_SECONDS, json_response, read_body
-from eh_contracts.payloads import NodeMetrics
+from collector.routes import (
+    JSON_MEDIA_TYPE,
+    RETRY_AFTER_SECONDS,
+    json_response,
+    read_body,
+    require_media_type,
+)
+from eh_contracts.payloads import IpAddress, NodeMetrics
 from eh_contracts.records import parse_record
 from eh_contracts.subjects import validate_resource_id
 from eh_runtime.event_publisher import StoreUnavailable
+from eh_runtime.request_context import error_body
 from eh_runtime.service import error_detail
+
+log = structlog.get_logger(__name__)
 
 
 class HeartbeatBody(BaseModel):
@@ -23,7 +34,7 @@ class HeartbeatBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    ip: IPvAnyAddress | None = None
+    ip: IpAddress | None = None
     metrics: NodeMetrics | None = None
 
 
@@ -51,6 +62,8 @@ async def heartbeat(
     node_id: NodeId, request: Request, settings: SettingsDep, heartbeats: HeartbeatsDep, ingestor: IngestorDep
 ) -> Response:
     body = await read_body(request, int(settings.max_body_bytes))
+    if body.strip():
+        require_media_type(request, {JSON_MEDIA_TYPE})
     try:
         beat = _BODY.validate_json(body) if body.strip() else HeartbeatBody()
     except ValidationError as error:
@@ -63,15 +76,17 @@ async def heartbeat(
     try:
         transition = await heartbeats.beat(node_id, ip)
     except (StoreUnavailable, NatsError, TimeoutError) as error:
-        reason = f"heartbeat not recorded: {type(error).__name__}: {error}; retry"
-        return json_response({"detail": reason}, 503, {"Retry-After": RETRY_AFTER_SECONDS})
+        log.warning("heartbeat not recorded", node_id=node_id, error=f"{type(error).__name__}: {error}")
+        failure = error_body(STORE_UNAVAILABLE, "heartbeat not recorded: state store unavailable; retry")
+        return json_response(failure, 503, {"Retry-After": RETRY_AFTER_SECONDS})
     answer: dict[str, Any] = {
         "node_id": node_id,
         "state": transition.state,
         "transition": {"status": transition.status, "seq": transition.seq},
     }
-    if transition.error:
-        answer["transition"]["error"] = transition.error
+    if transition.status == "failed":
+        log.warning("heartbeat transition not stored", node_id=node_id, error=transition.error)
+        answer["transition"] |= {"error": STORE_UNAVAILABLE_MESSAGE, "code": STORE_UNAVAILABLE}
     status = 503 if transition.status == "failed" else 202
     if beat.metrics is not None:
         event = parse_record(

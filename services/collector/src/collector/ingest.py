@@ -25,6 +25,9 @@ from eh_runtime.service import error_detail
 
 EventStatus = Literal["stored", "duplicate", "unchanged", "invalid", "failed"]
 ACCEPTED: Final = frozenset({"stored", "duplicate", "unchanged"})
+STORE_UNAVAILABLE: Final = "store_unavailable"
+# What a client reads for a failed event; the cause (a NATS error text) is for the operators' log.
+STORE_UNAVAILABLE_MESSAGE: Final = "event store unavailable; retry with the same id"
 
 # Room for the headers a stored event is sent with (id, TTL, batch headers).
 _HEADER_ALLOWANCE: Final = 512
@@ -39,7 +42,7 @@ class EventResult:
     - `duplicate`: its id was already stored (at `seq`), nothing stored again;
     - `unchanged`: a status report that repeats the current state (`seq`: the event that made it);
     - `invalid`: `errors` says why, nothing stored;
-    - `failed`: JetStream did not acknowledge it (`error`); retry with the same id.
+    - `failed`: JetStream did not acknowledge it (`error`, for the log); retry with the same id.
     """
 
     index: int
@@ -53,7 +56,8 @@ class EventResult:
     def accepted(self) -> bool:
         return self.status in ACCEPTED
 
-    def as_json(self, *, single: bool = False) -> dict[str, Any]:
+    def as_json(self, *, single: bool = False, max_errors: int | None = None) -> dict[str, Any]:
+        """The answer's entry; `max_errors` lists at most that many errors (with `errors_omitted`)."""
         if self.seq is not None and self.id is not None and self.error is None and not self.errors:
             return {"index": self.index, "status": self.status, "id": self.id, "seq": self.seq}
         result: dict[str, Any] = {"index": self.index, "status": self.status}
@@ -61,13 +65,16 @@ class EventResult:
             result["id"] = self.id
         if self.seq is not None:
             result["seq"] = self.seq
-        if self.error is not None:
-            result["error"] = self.error
+        if self.status == "failed":
+            result["error"] = STORE_UNAVAILABLE_MESSAGE
+            result["code"] = STORE_UNAVAILABLE
         if self.errors:
+            listed = self.errors if max_errors is None else self.errors[:max_errors]
             result["errors"] = [
-                error_detail(e.loc if single else (self.index, *e.loc), e.message, e.type)
-                for e in self.errors
+                error_detail(e.loc if single else (self.index, *e.loc), e.message, e.type) for e in listed
             ]
+            if len(listed) < len(self.errors):
+                result["errors_omitted"] = len(self.errors) - len(listed)
         return result
 
 

@@ -21,13 +21,14 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from collector.ingest import EventResult, Ingestor
+from collector.ingest import STORE_UNAVAILABLE_MESSAGE, EventResult, Ingestor
 from collector.intake import Intake
 from eh_contracts.envelope import EventParseError, FieldError
 from eh_contracts.event_types import EventType
 from eh_contracts.records import parse_record
 from eh_contracts.subjects import validate_resource_id
 from eh_runtime.connection import NatsConnection
+from eh_runtime.request_context import INTERNAL_ERROR
 
 log = structlog.get_logger(__name__)
 
@@ -68,16 +69,23 @@ class NatsIngestion:
         task.add_done_callback(self._tasks.discard)
 
     async def _handle(self, msg: Msg) -> None:
+        headers: dict[str, str] | None
         try:
-            result = await self._ingest(msg.subject, msg.data)
+            try:
+                result = await self._ingest(msg.subject, msg.data)
+            except Exception:
+                # A requester always gets an answer; waiting out its timeout would tell it nothing.
+                log.exception("ingest request failed", subject=msg.subject)
+                reply = {"index": 0, "status": "failed", "error": "internal error", "code": INTERNAL_ERROR}
+                headers = {"Nats-Service-Error-Code": "500", "Nats-Service-Error": "internal error"}
+            else:
+                if result.status == "failed":
+                    log.warning("ingest request not stored", subject=msg.subject, error=result.error)
+                reply, headers = result.as_json(single=True), _error_headers(result)
             if msg.reply and self._client is not None:
-                await self._client.publish(
-                    msg.reply,
-                    pydantic_core.to_json(result.as_json(single=True)),
-                    headers=_error_headers(result),
-                )
+                await self._client.publish(msg.reply, pydantic_core.to_json(reply), headers=headers)
         except Exception:
-            log.exception("ingest request failed", subject=msg.subject)
+            log.exception("ingest reply failed", subject=msg.subject)
         finally:
             self._slots.release()
 
@@ -124,5 +132,5 @@ def _error_headers(result: EventResult) -> dict[str, str] | None:
         first = result.errors[0]
         return {"Nats-Service-Error-Code": "422", "Nats-Service-Error": f"{first.field}: {first.message}"}
     if result.status == "failed":
-        return {"Nats-Service-Error-Code": "503", "Nats-Service-Error": f"event not stored: {result.error}"}
+        return {"Nats-Service-Error-Code": "503", "Nats-Service-Error": STORE_UNAVAILABLE_MESSAGE}
     return None

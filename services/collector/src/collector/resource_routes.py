@@ -9,18 +9,23 @@ applying it again changes nothing).
 
 from typing import Annotated, Any
 
+import structlog
 from fastapi import APIRouter, HTTPException, Path
 from fastapi.responses import Response
 from nats.errors import Error as NatsError
 from pydantic import AfterValidator
 
 from collector.deps import ServiceDep, StatesDep
+from collector.ingest import STORE_UNAVAILABLE
 from collector.resource_states import ResourceKind
 from collector.routes import RETRY_AFTER_SECONDS, json_response
 from eh_contracts.subjects import validate_resource_id
 from eh_runtime.event_publisher import StoreUnavailable
+from eh_runtime.request_context import error_body
 from eh_runtime.service import Service
 from eh_runtime.stream import EVENTS_STREAM
+
+log = structlog.get_logger(__name__)
 
 ResourceIdPath = Annotated[str, Path(description="The resource id"), AfterValidator(validate_resource_id)]
 
@@ -70,5 +75,6 @@ async def get_resource(
 
 
 def _unavailable(error: Exception) -> Response:
-    detail = f"state store unavailable: {type(error).__name__}: {error}"
-    return json_response({"detail": detail}, 503, {"Retry-After": RETRY_AFTER_SECONDS})
+    log.warning("resource state not read", error=f"{type(error).__name__}: {error}")
+    answer = error_body(STORE_UNAVAILABLE, "state store unavailable; retry")
+    return json_response(answer, 503, {"Retry-After": RETRY_AFTER_SECONDS})

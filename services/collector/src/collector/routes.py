@@ -1,6 +1,7 @@
 """`POST /api/v1/events`: one event, a JSON array or NDJSON; every event judged and answered on its own."""
 
 from collections import Counter
+from collections.abc import Iterable
 from typing import Any, Final
 
 import pydantic_core
@@ -9,15 +10,16 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response
 
 from collector.deps import IngestorDep, SettingsDep
-from collector.ingest import EventResult
-from collector.intake import NDJSON_MEDIA_TYPES, Intake, read_json, read_ndjson
-from eh_contracts.envelope import EventParseError
+from collector.ingest import STORE_UNAVAILABLE, EventResult
+from collector.intake import NDJSON_MEDIA_TYPES, Intake, TooManyEvents, read_json, read_ndjson
+from eh_contracts.envelope import EventParseError, FieldError
+from eh_runtime.request_context import error_body
 from eh_runtime.service import error_detail
 
 log = structlog.get_logger(__name__)
 
 RETRY_AFTER_SECONDS: Final = "1"
-_JSON_TYPES: Final = frozenset({"application/json", ""})
+JSON_MEDIA_TYPE: Final = "application/json"
 
 
 router = APIRouter(prefix="/api/v1", tags=["ingestion"])
@@ -39,31 +41,64 @@ router = APIRouter(prefix="/api/v1", tags=["ingestion"])
     responses={
         207: {"description": "Some events accepted; `events` says which, `detail` lists the errors"},
         400: {"description": "The body is not JSON (or, for NDJSON, has no event)"},
-        413: {"description": "The body is larger than COLLECTOR_MAX_BODY_BYTES"},
-        415: {"description": "Content-Type is neither JSON nor NDJSON"},
+        413: {
+            "description": "The body is larger than COLLECTOR_MAX_BODY_BYTES or holds more events than "
+            "COLLECTOR_MAX_EVENTS_PER_BODY"
+        },
+        415: {"description": "Content-Type is missing, or neither JSON nor NDJSON"},
         422: {"description": "No event is valid; `detail` lists every field error with its path"},
         503: {"description": "JetStream unavailable or slow; retry after Retry-After with the same ids"},
     },
 )
 async def ingest_events(request: Request, ingestor: IngestorDep, settings: SettingsDep) -> Response:
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media_type not in _JSON_TYPES and media_type not in NDJSON_MEDIA_TYPES:
-        raise HTTPException(
-            415,
-            f"Content-Type {media_type!r} is not supported; send application/json or application/x-ndjson",
-        )
+    media_type = require_media_type(request, {JSON_MEDIA_TYPE, *NDJSON_MEDIA_TYPES})
     body = await read_body(request, int(settings.max_body_bytes))
+    limit = settings.max_events_per_body
     try:
-        intake = read_ndjson(body) if media_type in NDJSON_MEDIA_TYPES else read_json(body)
+        intake = await (read_ndjson if media_type in NDJSON_MEDIA_TYPES else read_json)(body, limit)
+    except TooManyEvents as error:
+        raise HTTPException(413, str(error)) from None
     except EventParseError as error:
         status = 400 if error.malformed else 422
-        detail = [error_detail(e.loc, e.message, e.type) for e in error.errors]
-        return json_response({"detail": detail}, status)
+        return json_response(error_answer(error.errors, settings.max_errors_listed), status)
     results = await ingestor.ingest(intake)
-    return ingest_response(intake, results)
+    return ingest_response(intake, results, settings.max_errors_listed)
 
 
-def ingest_response(intake: Intake, results: list[EventResult]) -> Response:
+def require_media_type(request: Request, accepted: set[str]) -> str:
+    """The request's media type, when it is one of `accepted`; else a 415 naming the header.
+
+    No Content-Type is no exception: a body is not taken for JSON on a guess.
+    """
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type not in accepted:
+        given = repr(media_type[:80]) if media_type else "missing"
+        raise HTTPException(415, f"Content-Type is {given}; send {' or '.join(sorted(accepted, key=len))}")
+    return media_type
+
+
+def error_answer(errors: Iterable[FieldError], limit: int) -> dict[str, Any]:
+    """A 4xx body listing the first `limit` errors, and how many there are in all."""
+    listed, total = first_errors(errors, limit)
+    answer: dict[str, Any] = {"detail": listed}
+    if total > len(listed):
+        answer["errors_total"] = total
+        answer["errors_omitted"] = total - len(listed)
+    return answer
+
+
+def first_errors(errors: Iterable[FieldError], limit: int) -> tuple[list[dict[str, Any]], int]:
+    """The first `limit` errors as `detail` entries, and the count of all of them."""
+    listed = []
+    total = 0
+    for error in errors:
+        total += 1
+        if total <= limit:
+            listed.append(error_detail(error.loc, error.message, error.type))
+    return listed, total
+
+
+def ingest_response(intake: Intake, results: list[EventResult], max_errors: int) -> Response:
     """The answer to a body of events: the status code says whether all, some or none were accepted."""
     counts = Counter(r.status for r in results)
     accepted = counts["stored"] + counts["duplicate"] + counts["unchanged"]
@@ -73,7 +108,7 @@ def ingest_response(intake: Intake, results: list[EventResult]) -> Response:
         "unchanged": counts["unchanged"],
         "invalid": counts["invalid"],
         "failed": counts["failed"],
-        "events": [r.as_json(single=intake.single) for r in results],
+        "events": _event_entries(results, single=intake.single, max_errors=max_errors),
     }
     headers = {}
     if counts["failed"]:
@@ -89,10 +124,22 @@ def ingest_response(intake: Intake, results: list[EventResult]) -> Response:
     else:
         status = 422
     if counts["invalid"]:
-        body["detail"] = [error_detail(e.loc, e.message, e.type) for e in intake.errors()]
+        body |= error_answer(intake.errors(), max_errors)
     elif status == 503:
-        body["detail"] = "event store unavailable; retry with the same event ids after Retry-After"
+        body |= error_body(
+            STORE_UNAVAILABLE, "event store unavailable; retry with the same event ids after Retry-After"
+        )
     return json_response(body, status, headers)
+
+
+def _event_entries(results: list[EventResult], *, single: bool, max_errors: int) -> list[dict[str, Any]]:
+    """One entry per event; the errors of invalid ones while fewer than `max_errors` are listed."""
+    entries = []
+    budget = max_errors
+    for result in results:
+        entries.append(result.as_json(single=single, max_errors=budget))
+        budget -= min(budget, len(result.errors))
+    return entries
 
 
 def json_response(body: dict[str, Any], status: int, headers: dict[str, str] | None = None) -> Response:

@@ -15,6 +15,17 @@ class CollectorSettings(ServiceSettings):
     max_body_bytes: ByteSize = Field(
         default=ByteSize(4 * 2**20), description="Largest request body accepted (413 above), e.g. 4MiB."
     )
+    max_events_per_body: int = Field(
+        default=10_000,
+        ge=1,
+        description="Most events in one request body (413 above): bounds the work and the answer "
+        "one request can cause.",
+    )
+    max_errors_listed: int = Field(
+        default=100,
+        ge=1,
+        description="Most field errors listed in one answer; the rest are counted (errors_total).",
+    )
     max_clock_skew: Duration = Field(
         default=timedelta(minutes=5),
         description="How far in the future an event's timestamp may be before it is rejected.",
