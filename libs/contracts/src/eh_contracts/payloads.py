@@ -75,7 +75,11 @@ UtcDatetime = Annotated[
     GetPydanticSchema(lambda _t, _h: rfc3339_schema("aware")),
     AfterValidator(to_utc),
     WithJsonSchema(
-        {"description": "RFC 3339 time with an offset; stored in UTC.", "format": "date-time", "type": "string"}
+        {
+            "description": "RFC 3339 time with an offset; stored in UTC.",
+            "format": "date-time",
+            "type": "string",
+        }
     ),
 ]
 """A point in time; naive times are rejected because their meaning depends on the producer's clock."""
