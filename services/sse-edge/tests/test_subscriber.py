@@ -197,17 +197,6 @@ def test_the_index_offers_each_event_once_to_each_matching_group():
     assert len(index) == 2
 
 
-def test_delivery_info_reads_v1_and_v2_reply_subjects():
-    from sse_edge.history.jetstream_history import delivery_info
-
-    assert delivery_info("$JS.ACK.EVENTS.c1.1.42.7.1700000000000000000.3") == (42, 1700000000000000000, 3)
-    assert delivery_info("$JS.ACK.dom.acchash.EVENTS.c1.1.42.7.1700000000000000000.0.rnd") == (
-        42,
-        1700000000000000000,
-        0,
-    )
-
-
 def test_a_conflated_backlog_is_written_once():
     index, c = registered(max_bytes=200)
     c.release(0)

@@ -119,17 +119,27 @@ class Payload(BaseModel):
 
     model_config = ConfigDict(extra="allow", strict=True)
 
+    def check_fields(self) -> None:
+        """Checks across fields, beyond each field's own type: raise ValueError (none here).
+
+        A plain method, not a `model_validator`, so that `eh_contracts.records` runs the very same
+        check on the dicts it validates.
+        """
+
+    @model_validator(mode="after")
+    def _check_fields(self) -> Self:
+        self.check_fields()
+        return self
+
 
 class MetricsPayload(Payload):
     """A metrics sample: every section is optional, but a sample with none of them says nothing."""
 
-    @model_validator(mode="after")
-    def _has_a_section(self) -> Self:
+    def check_fields(self) -> None:
         sections = [name for name in type(self).model_fields if getattr(self, name) is not None]
         if not sections:
             names = ", ".join(type(self).model_fields)
             raise ValueError(f"a metrics sample needs at least one of: {names}")
-        return self
 
 
 # --- node_status -----------------------------------------------------------------------------
@@ -235,13 +245,11 @@ class PipelineProgress(Payload):
     progress: Percent
     step_status: StepStatus | None = None
 
-    @model_validator(mode="after")
-    def _step_within_total(self) -> Self:
+    def check_fields(self) -> None:
         if self.current_step > self.total_steps:
             raise ValueError(
                 f"current_step ({self.current_step}) is larger than total_steps ({self.total_steps})"
             )
-        return self
 
 
 # --- container_status ------------------------------------------------------------------------

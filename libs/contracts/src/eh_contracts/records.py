@@ -4,7 +4,7 @@ Validating into pydantic models builds one Python object per nested payload sect
 `node_metrics` sample); for a batch of a thousand events that is most of the collector's CPU time.
 This module derives, from the very same models, `TypedDict` schemas that pydantic-core validates
 into dicts: the same fields, types, constraints, field validators, `extra` and `strict` settings,
-and the models' own `model_validator(mode="after")` functions, run on a read-only view of the dict.
+and the models' own cross-field checks (`Payload.check_fields`), run on a read-only view of the dict.
 Nothing is declared twice; `tests/test_records.py` checks that both paths accept, reject (with the
 same paths and types) and serialize alike.
 
@@ -25,7 +25,6 @@ from typing import Annotated, Any, ClassVar, Final, NotRequired, Required, Union
 import pydantic_core
 from pydantic import (
     AfterValidator,
-    BaseModel,
     ConfigDict,
     Field,
     GetPydanticSchema,
@@ -54,11 +53,11 @@ from eh_contracts.subjects import RESOURCE_ID_PATTERN, validate_resource_id
 
 
 class _ModelView:
-    """A dict seen through a model's attributes, for running the model's after-validators on it.
+    """A dict seen through a model's attributes, for running the model's `check_fields` on it.
 
     Absent fields read as their model default (None for every payload field that may be absent):
     the defaults are class attributes of the view, and the dict is the view's `__dict__`, not a
-    copy of it (the validators only read).
+    copy of it (the checks only read).
     """
 
     model_fields: ClassVar[dict[str, Any]] = {}
@@ -70,15 +69,10 @@ class _ModelView:
         return view
 
 
-def _after_validators(model: type[BaseModel]) -> list[Callable[[Any], Any]]:
-    decorators = model.__pydantic_decorators__.model_validators.values()
-    return [d.func for d in decorators if d.info.mode == "after"]
-
-
-def _record_check(model: type[BaseModel]) -> Callable[[dict[str, Any]], dict[str, Any]] | None:
-    checks = _after_validators(model)
-    if not checks:
+def _record_check(model: type[Payload]) -> Callable[[dict[str, Any]], dict[str, Any]] | None:
+    if model.check_fields is Payload.check_fields:
         return None
+    check_fields: Callable[[Any], None] = model.check_fields
     defaults = {
         name: info.get_default(call_default_factory=True) for name, info in model.model_fields.items()
     }
@@ -87,9 +81,7 @@ def _record_check(model: type[BaseModel]) -> Callable[[dict[str, Any]], dict[str
     )
 
     def check(values: dict[str, Any]) -> dict[str, Any]:
-        seen = view.of(values)
-        for function in checks:
-            function(seen)
+        check_fields(view.of(values))
         return values
 
     return check
@@ -138,8 +130,8 @@ def _typed_dict(name: str, fields: dict[str, Any], config: ConfigDict) -> Any:
 
 
 @functools.cache
-def record_type(model: type[BaseModel], fast: bool = False) -> Any:
-    """The TypedDict (with the model's after-validators attached) that validates like `model`.
+def record_type(model: type[Payload], fast: bool = False) -> Any:
+    """The TypedDict (with the model's `check_fields` attached) that validates like `model`.
 
     `fast`: field validators written in Python replaced by their native stand-ins.
     """

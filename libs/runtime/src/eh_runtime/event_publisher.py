@@ -4,7 +4,7 @@ Shared by every service that stores events (the collector for producers' events,
 alert-evaluator for its alerts), so that all of them deduplicate, expire, time out and count alike.
 
 The event id is sent as `Nats-Msg-Id`, so JetStream itself drops a retry inside the duplicate
-window. Events go out as atomic batches of up to 1,000 (one write, one ack; see `atomic_batch`).
+window. Events go out as atomic batches of up to 1,000 (one write, one ack; see `jetstream`).
 JetStream refuses a whole batch that holds an id it already stored, and tells nothing about the
 others; that batch, and any other batch the server refuses, is then published message by message
 with one ack each (`publish_async`), which says per event whether it was new or a duplicate and at
@@ -28,14 +28,14 @@ from prometheus_client import Histogram
 from eh_contracts.envelope import EventEnvelope
 from eh_contracts.event_types import EventType
 from eh_contracts.subjects import SUBJECT_ROOT, event_subject
-from eh_runtime.atomic_batch import (
+from eh_runtime.connection import NatsConnection
+from eh_runtime.jetstream import (
     ATOMIC_BATCH_MAX,
     ERR_BATCH_DISABLED,
     AtomicBatchSender,
     BatchRejected,
     OutgoingMessage,
 )
-from eh_runtime.connection import NatsConnection
 from eh_runtime.settings import StreamSettings
 from eh_runtime.stream import EVENTS_STREAM
 
@@ -186,7 +186,7 @@ class EventPublisher:
         if time.monotonic() >= self._atomic_disabled_until:
             async with self._batch_slots:
                 try:
-                    first_seq = await self._sender().send(chunk, timeout)
+                    first_seq = await self._sender().send(EVENTS_STREAM, chunk, timeout)
                 except BatchRejected as rejected:
                     if rejected.code == ERR_BATCH_DISABLED:
                         # A stream made before atomic batches; the collector's provisioning turns
@@ -243,7 +243,7 @@ class EventPublisher:
 
     def _sender(self) -> AtomicBatchSender:
         if self._batches is None:
-            self._batches = AtomicBatchSender(self._connection.client, EVENTS_STREAM)
+            self._batches = AtomicBatchSender(self._connection.client)
         return self._batches
 
 

@@ -32,7 +32,7 @@ from alert_evaluator.alert_state import Transition
 from alert_evaluator.alerts import alert_event, alert_id, log_event
 from alert_evaluator.consumer import CONSUMER, position_consumer
 from alert_evaluator.engine import AlertEngine
-from alert_evaluator.event_decoding import decode_event, stream_sequence
+from alert_evaluator.event_decoding import decode_event
 from alert_evaluator.lease import Lease, LeaseLost
 from alert_evaluator.rules import RuleSet
 from alert_evaluator.rules_file import RulesFileError, load_rules_file
@@ -41,6 +41,7 @@ from alert_evaluator.state_store import AlertStateStore, Checkpoint, CheckpointT
 from eh_contracts.envelope import EventEnvelope
 from eh_runtime.connection import NatsConnection
 from eh_runtime.event_publisher import EventPublisher
+from eh_runtime.jetstream import stream_sequence
 from eh_runtime.stream import EVENTS_STREAM
 
 log = structlog.get_logger(__name__)
@@ -266,7 +267,7 @@ class EvaluationLoop:
         future_limit = time.time() + self.settings.max_clock_skew.total_seconds()
         for msg in messages:
             handled.append(msg)
-            seq = stream_sequence(msg)
+            seq = stream_sequence(msg.reply)
             if seq <= self.position:
                 continue  # evaluated before: a redelivery
             self.position = seq

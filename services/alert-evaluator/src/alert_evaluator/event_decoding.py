@@ -8,8 +8,6 @@ import json
 from datetime import datetime
 from typing import Any
 
-from nats.aio.msg import Msg
-
 
 def decode_event(subject: str, payload: bytes) -> tuple[str, str, float, dict[str, Any]] | None:
     """(type, resource id, event time, data) of a stored event, or None when it is not one."""
@@ -25,16 +23,3 @@ def decode_event(subject: str, payload: bytes) -> tuple[str, str, float, dict[st
     if not isinstance(data, dict) or when.tzinfo is None:
         return None
     return parts[1], parts[2], when.timestamp(), data
-
-
-def stream_sequence(msg: Msg) -> int:
-    """The stream sequence from the ack subject, without nats-py's `metadata` (which builds a
-    dataclass and a datetime per message: a measurable share of the per-event cost)."""
-    tokens = (msg.reply or "").split(".")
-    # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.… or, with domain and account hash,
-    # $JS.ACK.<domain>.<hash>.<stream>.<consumer>.<delivered>.<sseq>.…
-    if len(tokens) == 9:
-        return int(tokens[5])
-    if len(tokens) >= 11:
-        return int(tokens[7])
-    return msg.metadata.sequence.stream

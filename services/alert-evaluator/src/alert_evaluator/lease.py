@@ -20,8 +20,8 @@ from nats.js.api import Header
 from nats.js.errors import APIError, KeyWrongLastSequenceError
 
 from alert_evaluator.state_store import BUCKET, LEASE_KEY
-from eh_runtime.atomic_batch import ERR_WRONG_LAST_SEQUENCE
 from eh_runtime.connection import NatsConnection
+from eh_runtime.jetstream import ERR_WRONG_LAST_SEQUENCE
 
 log = structlog.get_logger(__name__)
 

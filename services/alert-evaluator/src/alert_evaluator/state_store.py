@@ -23,15 +23,15 @@ from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from alert_evaluator.alert_state import AlertEntry
-from eh_runtime.atomic_batch import BatchRejected
 from eh_runtime.connection import NatsConnection
-from eh_runtime.kv import ensure_key_value
-from eh_runtime.kv_batch import (
-    MAX_BATCH_WRITES,
+from eh_runtime.jetstream import (
+    ATOMIC_BATCH_MAX,
+    AtomicBatchSender,
+    BatchRejected,
     KeyWrite,
     enable_atomic_batches,
-    write_atomically,
 )
+from eh_runtime.kv import ensure_key_value
 
 log = structlog.get_logger(__name__)
 
@@ -69,6 +69,7 @@ class AlertStateStore:
         self._replicas = replicas
         self._kv: KeyValue | None = None
         self._stored_keys: set[str] = set()
+        self._batches: AtomicBatchSender | None = None
 
     @property
     def is_open(self) -> bool:
@@ -96,7 +97,7 @@ class AlertStateStore:
             self._kv = await js.key_value(BUCKET)
         except BucketNotFoundError:
             self._kv = await ensure_key_value(js, config)
-        await enable_atomic_batches(js, BUCKET)
+        await enable_atomic_batches(js, f"KV_{BUCKET}")
         return self._kv
 
     async def load(self) -> tuple[Checkpoint, list[AlertEntry]]:
@@ -169,19 +170,21 @@ class AlertStateStore:
         self, writes: list[KeyWrite], checkpoint: Checkpoint, seq: int, watermark: float, replica: str
     ) -> Checkpoint:
         timeout = self._connection.settings.request_timeout.total_seconds()
-        client = self._connection.client
+        if self._batches is None:
+            self._batches = AtomicBatchSender(self._connection.client)
+        batches = self._batches
         # One atomic batch holds up to 1000 messages. The evaluation loop commits well before
         # that; only a mass change (a reload removing thousands of alerts) needs several
         # batches, and then only the last one, with the checkpoint, is fenced.
-        room = MAX_BATCH_WRITES - 1
+        room = ATOMIC_BATCH_MAX - 1
         while len(writes) > room:
             log.warning("alert state commit split into several batches", writes=len(writes))
-            await write_atomically(client, BUCKET, writes[:room], timeout)
+            await batches.write_keys(BUCKET, writes[:room], timeout)
             writes = writes[room:]
         new = Checkpoint(seq, watermark, 0)
         fenced = KeyWrite(CHECKPOINT_KEY, new.record(replica), expected_revision=checkpoint.revision)
         try:
-            revision = await write_atomically(client, BUCKET, [*writes, fenced], timeout)
+            revision = await batches.write_keys(BUCKET, [*writes, fenced], timeout)
         except BatchRejected as error:
             if error.wrong_revision:
                 raise CheckpointTaken(str(error)) from None

@@ -21,6 +21,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from prometheus_client import Histogram
 
+from eh_runtime.jetstream import delete_consumer_nowait
 from eh_runtime.stream import EVENTS_STREAM
 from sse_edge.history.ordered_read import Burst, BurstSink, OrderedRead, StopReading
 from sse_edge.history.sequence_search import locate_last_n
@@ -92,7 +93,7 @@ class JetStreamHistory:
                 ),
             )
         # Fire and forget: waiting for the delete's reply would double the cost of a probe.
-        await self._client.publish(f"$JS.API.CONSUMER.DELETE.{EVENTS_STREAM}.{info.name}", b"")
+        await delete_consumer_nowait(self._client, EVENTS_STREAM, info.name)
         return info.num_pending or 0
 
     async def first_seq_stored_at(self, moment: datetime) -> int | None:
@@ -197,21 +198,6 @@ class JetStreamHistory:
             kept = batch + kept
             high = start.seq - 1
         return kept[-n:]
-
-
-def delivery_info(reply: str) -> tuple[int, int, int]:
-    """(stream sequence, stored at in epoch nanoseconds, pending count) from a reply subject.
-
-    `msg.metadata` parses all nine or twelve tokens into objects, a datetime among them; for
-    every live event that is a good share of the feed's time, and only three are needed.
-    V1: `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<dseq>.<ts>.<pending>`; V2 adds a domain
-    and account hash after `ACK` and a random token at the end.
-    """
-    if reply.count(".") == 8:
-        _, sseq, _, stored_ns, pending = reply.rsplit(".", 4)
-    else:
-        _, sseq, _, stored_ns, pending, _ = reply.rsplit(".", 5)
-    return int(sseq), int(stored_ns), int(pending)
 
 
 def _collector(batch: list[StoredEvent], window: TimeWindow) -> EventSink:

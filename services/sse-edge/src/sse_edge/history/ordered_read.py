@@ -33,6 +33,7 @@ from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from eh_runtime.jetstream import ack_reply_splits, delete_consumer_nowait
 from eh_runtime.stream import EVENTS_STREAM
 
 Burst = list[tuple[str, str, bytes]]
@@ -186,7 +187,7 @@ class OrderedRead:
         if consumer is not None and not self._client.is_closed:
             # Fire and forget: the server drops an unused consumer after a while anyway.
             with contextlib.suppress(Exception):
-                await self._client.publish(f"$JS.API.CONSUMER.DELETE.{EVENTS_STREAM}.{consumer}", b"")
+                await delete_consumer_nowait(self._client, EVENTS_STREAM, consumer)
 
     async def _stop(self) -> None:
         self._finished = True
@@ -280,14 +281,12 @@ class OrderedRead:
         self._hand_over(kept)
 
     def _tail_tokens(self, reply: str) -> int:
-        """How many tokens follow the stream sequence: 4 (reply subject v1) or 5 (v2).
+        """How many tokens follow the stream sequence (`ack_reply_splits`).
 
-        v1: `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<dseq>.<ts>.<pending>`; v2 adds a
-        domain and an account hash after `ACK` and a token at the end. The same for every delivery
-        of a consumer, so learnt from its first one.
+        The same for every delivery of a consumer, so learnt from its first one.
         """
         if not self._seq_at:
-            self._tail = 4 if reply.count(".") == 8 else 5
+            self._tail = ack_reply_splits(reply)
             self._seq_at = len(reply.rsplit(".", self._tail)[0]) + 1
         return self._tail
 

@@ -14,8 +14,8 @@ from nats.js.api import DeliverPolicy
 from eh_contracts.event_types import EventType
 from eh_contracts.subjects import ALL_EVENTS_SUBJECT
 from eh_runtime.connection import NatsConnection
+from eh_runtime.jetstream import delivery_position
 from eh_runtime.stream import EVENTS_STREAM
-from sse_edge.history.jetstream_history import delivery_info
 from sse_edge.http.sse_frames import event_frame
 from sse_edge.live.fanout import FanoutIndex
 from sse_edge.live.filter_group import FramedEvent
@@ -32,7 +32,6 @@ class LiveFeed:
     def __init__(self, index: FanoutIndex) -> None:
         self._index = index
         self._subscribed = False
-        self.last_seq = 0
 
     @property
     def running(self) -> bool:
@@ -58,9 +57,8 @@ class LiveFeed:
         subject = msg.subject
         if not subject.startswith(_SUBJECT_PREFIX):
             return
-        seq, stored_ns, pending = delivery_info(msg.reply)
+        seq, stored_ns, pending = delivery_position(msg.reply)
         event_type, _, resource_id = subject[len(_SUBJECT_PREFIX) :].partition(".")
-        self.last_seq = seq
         FEED_EVENTS.inc()
         FEED_LAST_SEQ.set(seq)
         FEED_LAG.set(pending)
