@@ -3,7 +3,7 @@
 from rules_helpers import CONTAINER_RULE, CPU_RULE, OFFLINE_RULE, at, rules
 
 from alert_evaluator.alert_state import AlertEntry, Phase
-from alert_evaluator.engine import AlertEngine
+from alert_evaluator.engine import AlertEngine, ResourceClock
 
 
 def cpu(usage: float) -> dict:
@@ -120,11 +120,12 @@ def test_container_rule_needs_a_non_zero_exit_code():
 def test_changes_report_each_changed_resource_with_its_alerts_once():
     engine = AlertEngine(rules(CPU_RULE))
     feed(engine, [(0, 85)])
-    ((resource, (entry,)),) = engine.take_changes()
+    ((resource, (entry,), clock),) = engine.take_changes()
     assert (resource, entry.rule, entry.phase) == ("node-001", "high_cpu", Phase.PENDING)
+    assert clock == ResourceClock(at(0), at(0))
     assert engine.take_changes() == []
     feed(engine, [(1, 10)])
-    assert engine.take_changes() == [("node-001", [])]
+    assert engine.take_changes() == [("node-001", [], None)]
 
 
 def test_restored_state_continues_where_it_stopped():

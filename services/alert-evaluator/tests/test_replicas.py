@@ -24,7 +24,7 @@ from evaluator_helpers import (
 from rules_helpers import CPU_RULE, OFFLINE_RULE, iso
 
 from alert_evaluator.app import create_app
-from alert_evaluator.state_store import AlertStateStore, CheckpointTaken
+from alert_evaluator.state_store import AlertStateStore, CheckpointTaken, StreamIdentity
 from eh_devtools.pytest_plugin import serving, store_event
 from eh_runtime.connection import NatsConnection
 from eh_runtime.settings import NatsSettings
@@ -87,14 +87,12 @@ async def test_an_old_holder_cannot_commit_after_another_replica_claimed(nats_ur
 
     (conn_a, old), (conn_b, new) = await store_for(), await store_for()
     try:
-        checkpoint, _ = await old.load()
-        old_checkpoint = await old.claim(checkpoint, "a")
-        checkpoint, _ = await new.load()
-        await new.claim(checkpoint, "b")
+        stream = StreamIdentity(events_stream.created.isoformat(), 0)
+        old_checkpoint = await old.claim((await old.load()).checkpoint, "a", stream)
+        await new.claim((await new.load()).checkpoint, "b", stream)
         with pytest.raises(CheckpointTaken):
             await old.commit(old_checkpoint, [], 10, 0.0, "a")
-        stored_checkpoint, _ = await new.load()
-        assert stored_checkpoint.seq == 0
+        assert (await new.load()).checkpoint.seq == 0
     finally:
         await conn_a.close()
         await conn_b.close()

@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator
 import structlog
 from fastapi import FastAPI
 
-from alert_evaluator.evaluation_loop import EvaluationLoop
+from alert_evaluator.evaluator_status import EvaluatorStatus
+from alert_evaluator.replica import ReplicaSupervisor
 from alert_evaluator.routes import router
 from alert_evaluator.rules_file import load_rules_file
 from alert_evaluator.settings import EvaluatorSettings
@@ -26,38 +27,38 @@ def create_app(settings: EvaluatorSettings | None = None) -> FastAPI:
     settings = settings or EvaluatorSettings()
     rules = load_rules_file(settings.rules_file)
     service = Service(SERVICE_NAME, settings)
-    loop = EvaluationLoop(settings, service.nats, rules)
+    supervisor = ReplicaSupervisor(settings, service.nats, rules)
     log.info("rules loaded", file=rules.source, rules=len(rules.rules), checksum=rules.checksum)
-    loop.record(
+    supervisor.record(
         "info",
         f"rules loaded from {rules.source}: {len(rules.rules)} rule(s)",
         {"file": rules.source, "checksum": rules.checksum, "rules": sorted(r.name for r in rules.rules)},
     )
 
-    async def start_loop(_connection: NatsConnection) -> None:
-        loop.start()
+    async def start_supervisor(_connection: NatsConnection) -> None:
+        supervisor.start()
 
     async def evaluating() -> str | None:
-        # Starting and taking over are steps of a healthy replica; recovering from an error
-        # (NATS trouble, a missing stream) is not ready.
-        if loop.role in ("starting", "activating", "active", "standby"):
+        role = supervisor.role
+        if role.healthy:
             return None
-        return f"evaluation loop {loop.role}" + (f": {loop.last_error}" if loop.last_error else "")
+        error = supervisor.last_error
+        return f"replica {role.value}" + (f": {error}" if error else "")
 
-    service.on_connect(start_loop)
+    service.on_connect(start_supervisor)
     service.add_readiness_check("evaluation", evaluating)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         event_loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, RuntimeError):  # not on the main thread
-            event_loop.add_signal_handler(signal.SIGHUP, loop.request_reload)
+            event_loop.add_signal_handler(signal.SIGHUP, supervisor.request_reload)
         try:
             yield
         finally:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 event_loop.remove_signal_handler(signal.SIGHUP)
-            await loop.stop(settings.shutdown_timeout.total_seconds())
+            await supervisor.stop(settings.shutdown_timeout.total_seconds())
 
     app = service.create_app(
         title="Event Handler alert-evaluator",
@@ -65,5 +66,5 @@ def create_app(settings: EvaluatorSettings | None = None) -> FastAPI:
         routers=[router],
         lifespan=lifespan,
     )
-    app.state.evaluation_loop = loop
+    app.state.evaluator_status = EvaluatorStatus(supervisor)
     return app

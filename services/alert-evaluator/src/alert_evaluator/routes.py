@@ -4,36 +4,39 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 
-from alert_evaluator.evaluation_loop import EvaluationLoop
+from alert_evaluator.evaluator_status import EvaluatorStatus
 
 router = APIRouter(prefix="/api/v1", tags=["alerts"])
 
 
-def _loop(request: Request) -> EvaluationLoop:
-    loop: EvaluationLoop = request.app.state.evaluation_loop
-    return loop
+def _status(request: Request) -> EvaluatorStatus:
+    view: EvaluatorStatus = request.app.state.evaluator_status
+    return view
 
 
-Loop = Annotated[EvaluationLoop, Depends(_loop)]
+Status = Annotated[EvaluatorStatus, Depends(_status)]
 
 
-@router.get("/status", summary="This replica: role (active or standby), position, event time, rules")
-async def status(loop: Loop) -> dict[str, Any]:
+@router.get(
+    "/status",
+    summary="This replica: role (active or standby), position, stream time, rules, skipped messages",
+)
+async def status(view: Status) -> dict[str, Any]:
     try:
-        holder = await loop.lease_holder()
+        holder = await view.lease_holder()
     except Exception:  # the status page must answer while NATS is away
         holder = None
-    return loop.status() | {"lease_holder": holder}
+    return view.status() | {"lease_holder": holder}
 
 
 @router.get("/alerts", summary="Pending and firing alerts (on the active replica; empty on a standby)")
-async def alerts(loop: Loop) -> dict[str, Any]:
-    return {"replica": loop.replica_id, "role": loop.role, "alerts": loop.alerts()}
+async def alerts(view: Status) -> dict[str, Any]:
+    return {"replica": view.replica_id, "role": view.role, "alerts": view.alerts()}
 
 
 @router.get("/rules", summary="The rules in force")
-async def rules(loop: Loop) -> dict[str, Any]:
-    current = loop.rules
+async def rules(view: Status) -> dict[str, Any]:
+    current = view.rules
     return {
         "source": current.source,
         "checksum": current.checksum,

@@ -1,9 +1,9 @@
 """Alert state in the JetStream key-value bucket `ALERT_EVALUATOR`.
 
-One key per resource with alerts under way holds its pending and firing alerts as one record (a
-node in trouble updates a dozen alerts per sample: one write instead of a dozen keeps commits
-small); a checkpoint key holds the stream position and event-time watermark; a lease key says
-which replica is active.
+One key per resource with alerts under way holds its pending and firing alerts and its clock as
+one record (a node in trouble updates a dozen alerts per sample: one write instead of a dozen
+keeps commits small); a checkpoint key holds the stream position and stream time reached; a lease
+key says which replica is active.
 
 Every commit writes the changed resources and the new checkpoint in one atomic batch, so the
 stored state always belongs to exactly the stored position: after a crash the evaluator reloads
@@ -23,6 +23,7 @@ from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from alert_evaluator.alert_state import AlertEntry
+from alert_evaluator.engine import ResourceClock
 from eh_runtime.connection import NatsConnection
 from eh_runtime.jetstream import (
     ATOMIC_BATCH_MAX,
@@ -49,12 +50,31 @@ class CheckpointTaken(Exception):
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
     seq: int  # last stream sequence whose effects are in the stored state (0: none yet)
-    watermark: float  # event time reached (-inf: none yet)
+    stream_time: float  # stream time reached (-inf: none yet)
     revision: int  # KV revision of the checkpoint key (0: never written)
+    stream_created: str | None = None  # creation time of the EVENTS stream `seq` belongs to
 
     def record(self, replica: str) -> bytes:
-        watermark = None if math.isinf(self.watermark) else self.watermark
-        return json.dumps({"seq": self.seq, "watermark": watermark, "replica": replica}).encode()
+        stream_time = None if math.isinf(self.stream_time) else self.stream_time
+        record = {"seq": self.seq, "stream_time": stream_time, "replica": replica}
+        if self.stream_created is not None:
+            record["stream_created"] = self.stream_created
+        return json.dumps(record).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class StreamIdentity:
+    """Which EVENTS stream a position counts in: its creation time, and how far it goes."""
+
+    created: str
+    last_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredState:
+    checkpoint: Checkpoint
+    entries: list[AlertEntry]
+    clocks: dict[str, ResourceClock]
 
 
 def resource_key(resource_id: str) -> str:
@@ -100,23 +120,27 @@ class AlertStateStore:
         await enable_atomic_batches(js, f"KV_{BUCKET}")
         return self._kv
 
-    async def load(self) -> tuple[Checkpoint, list[AlertEntry]]:
-        """The stored checkpoint and every stored alert."""
+    async def load(self) -> StoredState:
+        """The stored checkpoint, every stored alert and the clocks of their resources."""
         kv = self.kv
         try:
             stored = await kv.get(CHECKPOINT_KEY)
             record = json.loads(stored.value or b"{}")
-            watermark = record.get("watermark")
+            # "watermark": the name before stream time (event time then; close enough to resume)
+            stream_time = record.get("stream_time", record.get("watermark"))
+            created = record.get("stream_created")
             checkpoint = Checkpoint(
                 int(record.get("seq", 0)),
-                -math.inf if watermark is None else float(watermark),
+                -math.inf if stream_time is None else float(stream_time),
                 stored.revision or 0,
+                created if isinstance(created, str) else None,
             )
         except KeyNotFoundError as missing:
             # A removed key still has a revision (its marker) until the marker expires.
             revision = missing.entry.revision if missing.entry is not None else 0
             checkpoint = Checkpoint(0, -math.inf, revision or 0)
         entries: list[AlertEntry] = []
+        clocks: dict[str, ResourceClock] = {}
         self._stored_keys.clear()
         watcher = await kv.watch(f"{_ENTRY_PREFIX}>", ignore_deletes=True)
         try:
@@ -125,28 +149,50 @@ class AlertStateStore:
                 if update is None:
                     break  # the watcher's end of the initial values
                 try:
-                    entries += [AlertEntry.from_record(r) for r in json.loads(update.value or b"")]
+                    record = json.loads(update.value or b"")
+                    if isinstance(record, list):  # stored before resources had clocks
+                        record = {"alerts": record}
+                    resource_entries = [AlertEntry.from_record(r) for r in record["alerts"]]
+                    if resource_entries and record.get("clock") is not None:
+                        clocks[resource_entries[0].resource_id] = ResourceClock.from_record(record["clock"])
+                    entries += resource_entries
                     self._stored_keys.add(update.key)
                 except (ValueError, KeyError, TypeError) as error:
                     log.warning("unreadable alert state skipped", key=update.key, error=str(error))
         finally:
             await watcher.stop()  # type: ignore[no-untyped-call]
-        return checkpoint, entries
+        return StoredState(checkpoint, entries, clocks)
 
-    async def claim(self, checkpoint: Checkpoint, replica: str) -> Checkpoint:
+    async def claim(self, checkpoint: Checkpoint, replica: str, stream: StreamIdentity) -> Checkpoint:
         """Rewrite the checkpoint as this replica's: from now on, an earlier holder cannot commit.
+
+        A position in another EVENTS stream than `stream` (deleted and created again since it was
+        stored, or one that never held that sequence) starts over at the beginning of this one.
 
         Raises:
             CheckpointTaken: someone else wrote it since it was loaded.
         """
-        return await self._write([], checkpoint, checkpoint.seq, checkpoint.watermark, replica)
+        seq = checkpoint.seq
+        other_stream = checkpoint.stream_created not in (None, stream.created)
+        if seq and (other_stream or seq > stream.last_seq):
+            log.warning(
+                "the EVENTS stream was replaced since the stored position; evaluating it from its start",
+                stored_seq=seq,
+                stored_stream_created=checkpoint.stream_created,
+                stream_created=stream.created,
+                stream_last_seq=stream.last_seq,
+            )
+            seq = 0
+        return await self._write(
+            [], checkpoint, seq, checkpoint.stream_time, replica, stream_created=stream.created
+        )
 
     async def commit(
         self,
         checkpoint: Checkpoint,
-        changes: list[tuple[str, list[AlertEntry]]],
+        changes: list[tuple[str, list[AlertEntry], ResourceClock | None]],
         seq: int,
-        watermark: float,
+        stream_time: float,
         replica: str,
     ) -> Checkpoint:
         """Store the alerts of each changed resource (none left: the key goes) and the new position,
@@ -156,18 +202,29 @@ class AlertStateStore:
             CheckpointTaken: another replica claimed the checkpoint; nothing was stored.
         """
         writes = []
-        for resource_id, entries in changes:
+        for resource_id, entries, clock in changes:
             key = resource_key(resource_id)
             if entries:
-                writes.append(KeyWrite(key, json.dumps([e.to_record() for e in entries]).encode()))
+                record = {
+                    "clock": None if clock is None else clock.to_record(),
+                    "alerts": [e.to_record() for e in entries],
+                }
+                writes.append(KeyWrite(key, json.dumps(record).encode()))
                 self._stored_keys.add(key)
             elif key in self._stored_keys:
                 writes.append(KeyWrite(key, None))
                 self._stored_keys.discard(key)
-        return await self._write(writes, checkpoint, seq, watermark, replica)
+        return await self._write(writes, checkpoint, seq, stream_time, replica)
 
     async def _write(
-        self, writes: list[KeyWrite], checkpoint: Checkpoint, seq: int, watermark: float, replica: str
+        self,
+        writes: list[KeyWrite],
+        checkpoint: Checkpoint,
+        seq: int,
+        stream_time: float,
+        replica: str,
+        *,
+        stream_created: str | None = None,
     ) -> Checkpoint:
         timeout = self._connection.settings.request_timeout.total_seconds()
         if self._batches is None:
@@ -181,7 +238,8 @@ class AlertStateStore:
             log.warning("alert state commit split into several batches", writes=len(writes))
             await batches.write_keys(BUCKET, writes[:room], timeout)
             writes = writes[room:]
-        new = Checkpoint(seq, watermark, 0)
+        created = stream_created or checkpoint.stream_created
+        new = Checkpoint(seq, stream_time, 0, created)
         fenced = KeyWrite(CHECKPOINT_KEY, new.record(replica), expected_revision=checkpoint.revision)
         try:
             revision = await batches.write_keys(BUCKET, [*writes, fenced], timeout)
@@ -189,7 +247,7 @@ class AlertStateStore:
             if error.wrong_revision:
                 raise CheckpointTaken(str(error)) from None
             raise
-        return Checkpoint(seq, watermark, revision)
+        return Checkpoint(seq, stream_time, revision, created)
 
     async def lease_holder(self) -> dict[str, Any] | None:
         try:
