@@ -2,6 +2,10 @@
 
 import asyncio
 import json
+import os
+import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -118,3 +122,34 @@ async def wait_for_events(
         if len(events) >= count or time.monotonic() > deadline:
             return events
         await asyncio.sleep(0.05)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_replica(
+    name: str, nats_url: str, rules: Path, port: int, log_dir: Path, **extra_env: str
+) -> subprocess.Popen[bytes]:
+    """`python -m alert_evaluator` as a process of its own (to be killed), logging into `log_dir`."""
+    env = (
+        os.environ
+        | extra_env
+        | {
+            "NATS_URL": nats_url,
+            "NATS_RECONNECT_WAIT": "0.1s",
+            "ALERT_EVALUATOR_HOST": "127.0.0.1",
+            "ALERT_EVALUATOR_PORT": str(port),
+            "ALERT_EVALUATOR_RULES_FILE": str(rules),
+            "ALERT_EVALUATOR_REPLICA_ID": name,
+            "ALERT_EVALUATOR_LEASE_TTL": "1s",
+            "ALERT_EVALUATOR_START_FROM": "all",
+            "ALERT_EVALUATOR_MAX_CLOCK_SKEW": "1h",
+        }
+    )
+    with (log_dir / f"{name}.log").open("wb") as log:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "alert_evaluator"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )

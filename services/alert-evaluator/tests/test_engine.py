@@ -1,5 +1,6 @@
 """The alert life cycle, in event time, without NATS."""
 
+import pytest
 from rules_helpers import CONTAINER_RULE, CPU_RULE, OFFLINE_RULE, at, rules
 
 from alert_evaluator.alert_state import AlertEntry, Phase
@@ -156,3 +157,19 @@ def test_restored_firing_alert_of_an_unknown_rule_is_resolved_without_templates(
     restored = AlertEngine(rules(CPU_RULE), [AlertEntry.from_record(r) for r in records], at(0))
     (resolved,) = restored.start()
     assert (resolved.rule_name, resolved.rule, resolved.reason) == ("node_offline", None, "rule_removed")
+
+
+def test_an_event_whose_data_makes_a_condition_raise_changes_nothing():
+    memory_rule = CPU_RULE.replace("high_cpu", "high_memory").replace(
+        "cpu.usage > 80", "memory.used / memory.total * 100 > 90"
+    )
+    engine = AlertEngine(rules(CPU_RULE, memory_rule))
+    feed(engine, [(0, 85)])
+    engine.take_changes()
+    huge = 10**400  # the issue's 401-digit integer: the division raises OverflowError
+    with pytest.raises(OverflowError):
+        engine.observe(
+            "node_metrics", "node-001", at(1), {"cpu": {"usage": 10}, "memory": {"used": huge, "total": 3}}
+        )
+    assert engine.take_changes() == []  # high_cpu was not resolved by the half-read event
+    assert engine.counts()["pending"] == 1

@@ -2,18 +2,16 @@
 
 import asyncio
 import contextlib
-import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 
 import httpx
 import pytest
 from evaluator_helpers import (
+    free_port,
     node_metrics,
     settings_for,
+    start_replica,
     status,
     status_event,
     stored,
@@ -96,30 +94,6 @@ async def test_an_old_holder_cannot_commit_after_another_replica_claimed(nats_ur
     finally:
         await conn_a.close()
         await conn_b.close()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_replica(name: str, nats_url: str, rules, port: int, log_dir) -> subprocess.Popen[bytes]:
-    env = os.environ | {
-        "NATS_URL": nats_url,
-        "NATS_RECONNECT_WAIT": "0.1s",
-        "ALERT_EVALUATOR_HOST": "127.0.0.1",
-        "ALERT_EVALUATOR_PORT": str(port),
-        "ALERT_EVALUATOR_RULES_FILE": str(rules),
-        "ALERT_EVALUATOR_REPLICA_ID": name,
-        "ALERT_EVALUATOR_LEASE_TTL": "1s",
-        "ALERT_EVALUATOR_START_FROM": "all",
-        "ALERT_EVALUATOR_MAX_CLOCK_SKEW": "1h",
-    }
-    with (log_dir / f"{name}.log").open("wb") as log:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen(
-            [sys.executable, "-m", "alert_evaluator"], env=env, stdout=log, stderr=subprocess.STDOUT
-        )
 
 
 @pytest.mark.slow

@@ -161,6 +161,7 @@ class ReplicaSupervisor:
                 if reason is CloseReason.ERROR:
                     self.role = Role.RECOVERING
                     log.error("evaluation interrupted; resuming from the stored state", error=self.last_error)
+                    self.store.close()  # opened again (re-provisioned if it was deleted) next time
                     await self._pause(backoff)
                     backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
                     continue

@@ -101,6 +101,10 @@ class AlertStateStore:
             raise RuntimeError("the state bucket is not open yet")
         return self._kv
 
+    def close(self) -> None:
+        """Forget the bucket handle: the next `open` looks the bucket up (or creates it) again."""
+        self._kv = None
+
     async def open(self) -> KeyValue:
         """Create the bucket if needed (file storage, one value per key, atomic batches)."""
         js = self._connection.jetstream()
