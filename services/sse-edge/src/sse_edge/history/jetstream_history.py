@@ -25,7 +25,7 @@ from eh_runtime.jetstream import delete_consumer_nowait
 from eh_runtime.stream import EVENTS_STREAM
 from sse_edge.history.ordered_read import Burst, BurstSink, OrderedRead, StopReading
 from sse_edge.history.sequence_search import locate_last_n
-from sse_edge.time_window import TimeWindow
+from sse_edge.time_window import STORE_CLOCK_END, UNIX_EPOCH, TimeWindow, shifted
 
 log = structlog.get_logger(__name__)
 
@@ -154,13 +154,23 @@ class JetStreamHistory:
         outside that allowance may be missed by a time-range query.
         """
         low, high = bounds.first_seq, bounds.last_seq
+        # JetStream keeps store times as int64 nanoseconds since 1970 (Go's zero time, year 1,
+        # reads as no time at all): outside 1970..2262 a time is no bound, or bounds everything.
         if window.start is not None:
-            first = await self.first_seq_stored_at(window.start - skew)
-            low = bounds.last_seq + 1 if first is None else max(low, first)
+            since = shifted(window.start, -skew)
+            if since >= STORE_CLOCK_END:
+                low = bounds.last_seq + 1
+            elif since > UNIX_EPOCH:
+                first = await self.first_seq_stored_at(since)
+                low = bounds.last_seq + 1 if first is None else max(low, first)
         if window.end is not None:
-            after = await self.first_seq_stored_at(window.end + skew)
-            if after is not None:
-                high = min(high, after - 1)
+            until = shifted(window.end, skew)
+            if until <= UNIX_EPOCH:
+                high = low - 1
+            elif until < STORE_CLOCK_END:
+                after = await self.first_seq_stored_at(until)
+                if after is not None:
+                    high = min(high, after - 1)
         return low, high
 
     async def earliest(

@@ -10,12 +10,18 @@ from typing import Any, Final
 
 from fastapi import HTTPException
 
+from eh_contracts.payloads import RFC3339_PATTERN
 from eh_contracts.subjects import SubjectFilter
 from eh_runtime.service import error_detail
 from sse_edge.time_window import TimeWindow
 
 MAX_REPLAY_LIMIT: Final = 10_000
-_SPACE_FOR_PLUS: Final = re.compile(r" (\d{2}:?\d{2})$")
+_SPACE_FOR_PLUS: Final = re.compile(r" ([0-9]{2}:?[0-9]{2})$")
+_RFC3339: Final = re.compile(RFC3339_PATTERN)
+# A JetStream sequence is an unsigned 64-bit integer: at most 20 ASCII digits (`str.isdigit` also
+# takes "²" and "٣", and `int` refuses more than 4,300 digits with an error of its own).
+_SEQUENCE: Final = re.compile(r"[0-9]{1,20}")
+MAX_SEQUENCE: Final = 2**64 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,24 +55,33 @@ def parse_time(parameter: str, value: str | None) -> datetime | None:
         return None
     # An unencoded "+02:00" in a URL arrives as " 02:00"; it can only have meant the offset.
     text = _SPACE_FOR_PLUS.sub(r"+\1", value.strip())
+    shown = repr(value[:40])
     try:
+        if not _RFC3339.fullmatch(text):
+            raise ValueError(text)
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise _invalid(parameter, f"{value!r} is not an RFC 3339 time such as 2024-03-20T10:00:00Z") from None
+        raise _invalid(parameter, f"{shown} is not an RFC 3339 time such as 2024-03-20T10:00:00Z") from None
     if moment.tzinfo is None:
-        raise _invalid(parameter, f"{value!r} has no UTC offset; add Z or +hh:mm")
-    return moment.astimezone(UTC)
+        raise _invalid(parameter, f"{shown} has no UTC offset; add Z or +hh:mm")
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise _invalid(parameter, f"{shown} is outside years 1 to 9999 once converted to UTC") from None
 
 
 def parse_last_event_id(header: str | None, query: str | None) -> int | None:
     """The sequence to resume after. The header wins: a browser's EventSource sends it on every
     reconnection, while the query parameter stays what the page first asked for."""
-    raw = header if header not in (None, "") else query
+    name, raw = ("Last-Event-ID", header) if header not in (None, "") else ("last_event_id", query)
     if raw is None or raw == "":
         return None
-    if not raw.strip().isdigit():
-        raise HTTPException(400, f"Last-Event-ID {raw!r} is not an event id: ids are stream sequence numbers")
-    return int(raw.strip())
+    text = raw.strip()
+    if not _SEQUENCE.fullmatch(text) or int(text) > MAX_SEQUENCE:
+        raise HTTPException(
+            400, f"{name} {raw[:40]!r} is not an event id: ids are stream sequence numbers (ASCII digits)"
+        )
+    return int(text)
 
 
 def parse_event_query(

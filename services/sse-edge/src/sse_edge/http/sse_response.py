@@ -193,7 +193,11 @@ class SseResponse(Response):
             pass
         except Exception as error:  # NATS trouble mid-replay: the client resumes from its last id
             log.warning("replay failed, closing the stream", peer=self.client.peer, error=repr(error))
-            self.client.close("replay_failed")
+            # Never a silent close: a browser would reconnect in a loop without knowing why.
+            reason = "replay failed; reconnect with Last-Event-ID to resume"
+            self.client.close(
+                "replay_failed", control_frame("stream.end", {"reason": reason, "last_seq": None})
+            )
 
     async def _watch_disconnect(self, receive: Receive) -> None:
         while True:
