@@ -100,7 +100,7 @@ async def store_event(js: JetStreamContext, event: dict[str, Any]) -> int:
 
 @contextlib.asynccontextmanager
 async def serving(
-    app: FastAPI, *, ready_timeout: float = 10.0, send_buffer_bytes: int | None = None
+    app: FastAPI, *, ready_timeout: float = 10.0, send_buffer_bytes: int | None = None, port: int = 0
 ) -> AsyncIterator[httpx.AsyncClient]:
     """Serve `app` with uvicorn on a free loopback port; yield an HTTP client pointed at it.
 
@@ -108,14 +108,15 @@ async def serving(
     client sees them: chunk by chunk, over a socket. Waits until the service is ready.
     `send_buffer_bytes` fixes the kernel send buffer of accepted sockets (they inherit it from the
     listening one), so that a client that stops reading backs up into the server in kilobytes,
-    not in the megabytes loopback autotuning would allow.
+    not in the megabytes loopback autotuning would allow. `port` (0: a free one) lets a test
+    restart a service where its clients expect it.
     """
     service: Service = app.state.service
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if send_buffer_bytes is not None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer_bytes)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind(("127.0.0.1", port))
     port = sock.getsockname()[1]
     server: GracefulServer = server_for(app, service, host="127.0.0.1", port=port)
     task = asyncio.create_task(server.serve(sockets=[sock]))

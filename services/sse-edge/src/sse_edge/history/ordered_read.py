@@ -61,7 +61,11 @@ class StopReading(Exception):
 
 
 class OrderedRead:
-    """One pass over the matching events of `start_seq..end_seq`, in order, each exactly once."""
+    """One pass over the matching events of `start_seq..end_seq`, in order, each exactly once.
+
+    With `last_per_subject`, only the latest event of each matching subject (JetStream's
+    `LAST_PER_SUBJECT` delivery): a snapshot of the newest event per (type, resource) up to `end_seq`.
+    """
 
     def __init__(
         self,
@@ -76,6 +80,7 @@ class OrderedRead:
         heartbeat: float = 2.0,
         stall_check: float = 5.0,
         pending_msgs_limit: int = 512 * 1024,
+        last_per_subject: bool = False,
     ) -> None:
         self._client = client
         self._js = js
@@ -86,6 +91,8 @@ class OrderedRead:
         self._heartbeat = heartbeat
         self._stall_check = stall_check
         self._pending_msgs_limit = pending_msgs_limit
+        self._last_per_subject = last_per_subject
+        self._skip_below = 0  # a snapshot's new consumer repeats what its predecessor delivered
         self.next_seq = start_seq
         self.delivered = 0
         self.restarts = 0
@@ -142,13 +149,20 @@ class OrderedRead:
             cb=functools.partial(self._on_message, generation=generation),
             pending_msgs_limit=self._pending_msgs_limit,
         )
+        policy = DeliverPolicy.BY_START_SEQUENCE
+        start_seq: int | None = max(self.next_seq, 1)
+        if self._last_per_subject:
+            # The latest event of every matching subject, in stream order, then what follows.
+            # A consumer created anew starts over; what the last one delivered is skipped.
+            policy, start_seq = DeliverPolicy.LAST_PER_SUBJECT, None
+            self._skip_below = self.next_seq
         info = await self._js.add_consumer(
             EVENTS_STREAM,
             ConsumerConfig(
                 deliver_subject=inbox,
                 filter_subjects=self._subjects,
-                deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-                opt_start_seq=max(self.next_seq, 1),
+                deliver_policy=policy,
+                opt_start_seq=start_seq,
                 ack_policy=AckPolicy.NONE,
                 max_deliver=1,
                 flow_control=True,
@@ -291,11 +305,15 @@ class OrderedRead:
         return self._tail
 
     def _hand_over(self, msgs: list[Msg]) -> None:
+        burst: Burst = []
         if msgs:
             at = self._seq_at
             # The stream sequence sits at a fixed offset: every delivery of this consumer has the
             # same stream, consumer name and delivery count (1: no acks, so no redeliveries).
             burst = [((r := m.reply)[at : r.index(".", at)], m.subject, m.data) for m in msgs]
+            if self._skip_below > 1:
+                burst = [event for event in burst if int(event[0]) >= self._skip_below]
+        if burst:
             try:
                 pending = self._sink(burst)
             except StopReading:
