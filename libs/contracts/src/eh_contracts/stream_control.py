@@ -27,6 +27,9 @@ class StreamReady(ControlEvent):
     end_time: str | None = None
     limit: int | None = None
     resume_after: int | None = Field(default=None, description="The Last-Event-ID resumed after.")
+    snapshot: bool = Field(
+        default=False, description="The latest event of every matching type and resource comes first."
+    )
     last_seq: int = Field(description="The stream's last sequence when this stream opened.")
 
 
@@ -39,7 +42,7 @@ class StreamGap(ControlEvent):
 
 
 class StreamCaughtUp(ControlEvent):
-    """History is done: every event after this one is live."""
+    """History (or the snapshot) is done: every event after this one is live."""
 
     last_seq: int
 

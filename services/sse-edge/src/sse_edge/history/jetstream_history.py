@@ -145,6 +145,46 @@ class JetStreamHistory:
         )
         return await reading.run()
 
+    async def read_latest_bursts(
+        self, subjects: Sequence[str], end_seq: int, sink: BurstSink, *, after_seq: int = 0
+    ) -> int:
+        """The latest event of every matching subject stored up to `end_seq`, in stream order.
+
+        A snapshot: JetStream's `LAST_PER_SUBJECT` delivery picks them from its subject index,
+        without reading the events in between. A subject whose latest event came after `end_seq`
+        is left out (the live queue has it). `after_seq` skips what an earlier page returned.
+        """
+        if end_seq < 1 or await self.count_from(subjects, after_seq + 1) == 0:
+            return 0
+        reading = OrderedRead(
+            self._client,
+            self._js,
+            subjects,
+            after_seq + 1,
+            end_seq,
+            sink,
+            lambda seq: self.count_from(subjects, seq),
+            heartbeat=_READ_HEARTBEAT_SECONDS,
+            stall_check=_STALL_CHECK_SECONDS,
+            last_per_subject=True,
+        )
+        return await reading.run()
+
+    async def latest_per_subject(
+        self, subjects: Sequence[str], end_seq: int, n: int, *, after_seq: int = 0
+    ) -> list[StoredEvent]:
+        """Up to `n` events of the snapshot up to `end_seq` (`read_latest_bursts`), after `after_seq`."""
+        found: list[StoredEvent] = []
+
+        def collect(burst: Burst) -> None:
+            for seq, subject, data in burst:
+                found.append(StoredEvent(int(seq), subject, data))
+                if len(found) >= n:
+                    raise StopReading
+
+        await self.read_latest_bursts(subjects, end_seq, collect, after_seq=after_seq)
+        return found
+
     async def seq_range(
         self, window: TimeWindow, skew: timedelta, bounds: JetStreamBounds
     ) -> tuple[int, int]:

@@ -9,6 +9,10 @@ Runs beside the client's writer. Its plan depends on the query:
 - `limit`: the most recent N of the range, located with a few counting probes
   (`sequence_search`), never by reading everything that matches;
 - only an `end_time`, already past: everything up to it;
+- `snapshot`: the latest matching event of every subject (type and resource) stored up to the
+  stream's end, in stream order, picked by JetStream (`LAST_PER_SUBJECT`); a subject whose latest
+  event arrived after that point gets it live instead, so the client ends up with the newest of
+  every subject either way;
 - no history parameter: nothing to read.
 
 Then either `stream.end` (an `end_time` already past) or `stream.caught_up` and live, ended by a
@@ -47,6 +51,7 @@ class Replay:
             and query.limit is None
             and query.window.start is None
             and query.window.end is None
+            and not query.snapshot
         )
 
     def go_live(self, client: Subscriber) -> None:
@@ -85,6 +90,8 @@ class Replay:
                 )
                 low = bounds.first_seq
             return await self._read_range(client, low, high)
+        if query.snapshot:
+            return await self._read_snapshot(client, bounds.last_seq)
         if query.limit is not None:
             latest = await history.latest(self.subjects, query.window, low, high, query.limit)
             for event in latest:
@@ -114,6 +121,20 @@ class Replay:
             return None if client.push_history_nowait(chunk) else client.push_history(chunk)
 
         await self.history.read_bursts(self.subjects, start, end, sink)
+        return None if last is None else int(last)
+
+    async def _read_snapshot(self, client: Subscriber, end: int) -> int | None:
+        """The latest matching event of every subject up to `end`, straight to the client."""
+        frames = BurstFrames()
+        last: str | None = None
+
+        def sink(burst: Burst) -> Awaitable[None] | None:
+            nonlocal last
+            last = burst[-1][0]
+            chunk = frames(burst)
+            return None if client.push_history_nowait(chunk) else client.push_history(chunk)
+
+        await self.history.read_latest_bursts(self.subjects, end, sink)
         return None if last is None else int(last)
 
     def _end_frame(self, reason: str, last_seq: int | None) -> bytes:

@@ -52,6 +52,7 @@ class EventStreamDispatch:
                 start_time=query.get("start_time"),
                 end_time=query.get("end_time"),
                 limit=None if raw_limit is None else _parse_limit(raw_limit),
+                snapshot=query.get("snapshot"),
                 last_event_id=query.get("last_event_id"),
                 last_event_id_header=request.headers.get("last-event-id"),
             )

@@ -32,6 +32,8 @@ class EventQuery:
     window: TimeWindow = field(default_factory=TimeWindow)
     limit: int | None = None
     resume_after: int | None = None
+    snapshot: bool = False
+    """First the latest stored event of every matching (type, resource), then live."""
 
     def ends_by(self, now: datetime) -> bool:
         """True for a bounded query: its end time has already passed."""
@@ -46,6 +48,7 @@ class EventQuery:
             "end_time": _rfc3339(self.window.end) if self.window.end else None,
             "limit": self.limit if self.resume_after is None else None,
             "resume_after": self.resume_after,
+            "snapshot": self.snapshot,
         }
 
 
@@ -91,15 +94,32 @@ def parse_event_query(
     end_time: str | None,
     limit: int | None,
     resume_after: int | None,
+    snapshot: str | None = None,
 ) -> EventQuery:
     start = parse_time("start_time", start_time)
     end = parse_time("end_time", end_time)
     if start is not None and end is not None and end < start:
         raise _invalid("end_time", f"end_time {end_time} is before start_time {start_time}")
+    wants_snapshot = parse_snapshot(snapshot)
     if resume_after is not None:
         # On resume the client already has everything up to its id: only end_time still applies.
         return EventQuery(subject_filter, TimeWindow(end=end), None, resume_after)
-    return EventQuery(subject_filter, TimeWindow(start=start, end=end), limit, None)
+    if wants_snapshot and (start is not None or end is not None or limit is not None):
+        raise _invalid(
+            "snapshot",
+            "snapshot=latest takes no start_time, end_time or limit: it is the latest event of every "
+            "matching type and resource, whatever its time",
+        )
+    return EventQuery(subject_filter, TimeWindow(start=start, end=end), limit, None, wants_snapshot)
+
+
+def parse_snapshot(value: str | None) -> bool:
+    """`snapshot=latest` asks for a snapshot; absent or empty, none."""
+    if value is None or value == "":
+        return False
+    if value != "latest":
+        raise _invalid("snapshot", f"{value!r} is not a snapshot mode; the one mode is 'latest'")
+    return True
 
 
 def _invalid(parameter: str, message: str) -> HTTPException:

@@ -73,6 +73,13 @@ async def subscribe_events(
         int | None,
         Query(ge=1, le=MAX_REPLAY_LIMIT, description="Replay only the most recent N events of the range."),
     ] = None,
+    snapshot: Annotated[
+        str | None,
+        Query(
+            description="`latest`: first the latest stored event of every matching (type, resource), "
+            "then `stream.caught_up`, then live. Not with start_time, end_time or limit; ignored on resume."
+        ),
+    ] = None,
     last_event_id: Annotated[
         str | None, Query(description="For clients that cannot send the Last-Event-ID header.")
     ] = None,
@@ -88,6 +95,7 @@ async def subscribe_events(
         end_time=end_time,
         limit=limit,
         resume_after=parse_last_event_id(last_event_id_header, last_event_id),
+        snapshot=snapshot,
     )
     peer = request.client.host if request.client else "unknown"
     limits: ConnectionLimits = request.app.state.connection_limits

@@ -24,9 +24,14 @@ class HistoryCursor:
     """asc: the next page starts at this sequence; desc: it ends at this sequence."""
     query: str
     """Fingerprint of the filters and time range the cursor belongs to."""
+    snapshot_at: int = 0
+    """A snapshot's pages: the stream sequence the snapshot is taken at (its first page's end)."""
 
     def encode(self) -> str:
-        raw = json.dumps({"o": self.order, "s": self.seq, "q": self.query}, separators=(",", ":"))
+        fields: dict[str, object] = {"o": self.order, "s": self.seq, "q": self.query}
+        if self.snapshot_at:
+            fields["u"] = self.snapshot_at
+        raw = json.dumps(fields, separators=(",", ":"))
         return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
     @classmethod
@@ -34,7 +39,9 @@ class HistoryCursor:
         """Raises HTTPException 400 when the cursor is malformed or belongs to another query."""
         try:
             raw = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-            cursor = cls(order=raw["o"], seq=int(raw["s"]), query=str(raw["q"]))
+            cursor = cls(
+                order=raw["o"], seq=int(raw["s"]), query=str(raw["q"]), snapshot_at=int(raw.get("u", 0))
+            )
         except (ValueError, KeyError, TypeError, binascii.Error):
             raise HTTPException(400, "cursor is not one this endpoint issued") from None
         if cursor.order != order or cursor.query != query:

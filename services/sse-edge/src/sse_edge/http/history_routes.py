@@ -1,12 +1,14 @@
 """`GET /api/v1/events/history`: the same filters as the stream, as paged JSON."""
 
 import json
+from collections.abc import Sequence
 from typing import Annotated, Final
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response
 from nats.errors import Error as NatsError
 
+from eh_runtime.service import error_detail
 from sse_edge.history.jetstream_history import JetStreamHistory, StoredEvent
 from sse_edge.http.event_query import parse_event_query
 from sse_edge.http.history_cursor import HistoryCursor, Order, query_fingerprint
@@ -27,7 +29,9 @@ Filter = Annotated[list[str], Query(description="Repeated or comma-separated. No
         "The same filters as `GET /api/v1/events`. Answers "
         '`{"events": [{"seq": <stream sequence>, ...envelope}], "next": "<cursor>" | null}`; pass '
         "`next` back as `cursor` (with the same filters and order) for the following page. Pages are "
-        "positioned by stream sequence, so events arriving meanwhile never shift or repeat a page."
+        "positioned by stream sequence, so events arriving meanwhile never shift or repeat a page. "
+        "With `snapshot=latest`: the latest event of every matching (type, resource), and "
+        '`"last_seq"`, the sequence the snapshot holds at.'
     ),
     response_class=Response,
     responses={
@@ -50,6 +54,14 @@ async def event_history(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Events per page.")] = 100,
     order: Annotated[Order, Query(description="asc: oldest first; desc: newest first.")] = "asc",
     cursor: Annotated[str | None, Query(description="`next` of the previous page.")] = None,
+    snapshot: Annotated[
+        str | None,
+        Query(
+            description="`latest`: the latest stored event of every matching (type, resource), in stream "
+            "order, paged; the answer's `last_seq` is the sequence the snapshot holds at: stream live "
+            "from there with `last_event_id`. Not with start_time, end_time or order=desc."
+        ),
+    ] = None,
 ) -> Response:
     settings: EdgeSettings = request.app.state.service.settings
     history: JetStreamHistory = request.app.state.history
@@ -57,12 +69,17 @@ async def event_history(
         subject_filter_from_query(type, resource_id, settings.max_filter_values),
         start_time=start_time,
         end_time=end_time,
-        limit=limit,
+        limit=None,
         resume_after=None,
+        snapshot=snapshot,
     )
-    fingerprint = query_fingerprint(query.filter.describe(), start_time, end_time)
+    fingerprint = query_fingerprint(query.filter.describe(), start_time, end_time, query.snapshot)
     position = HistoryCursor.decode(cursor, order=order, query=fingerprint) if cursor else None
     subjects = query.filter.subjects
+    if query.snapshot:
+        if order != "asc":
+            raise HTTPException(422, detail=[_order_error()])
+        return await _snapshot_page(history, subjects, limit, position, fingerprint)
     try:
         bounds = await history.bounds()
         low, high = await history.seq_range(query.window, settings.time_skew, bounds)
@@ -83,8 +100,38 @@ async def event_history(
     return Response(_page_json(page, after), media_type="application/json")
 
 
-def _page_json(page: list[StoredEvent], after: HistoryCursor | None) -> bytes:
+async def _snapshot_page(
+    history: JetStreamHistory,
+    subjects: Sequence[str],
+    limit: int,
+    position: HistoryCursor | None,
+    fingerprint: str,
+) -> Response:
+    """A page of the snapshot taken at the first page's stream end; later pages keep that point,
+    so the pages together are one snapshot, whatever arrives meanwhile."""
+    try:
+        snapshot_at = position.snapshot_at if position else (await history.bounds()).last_seq
+        after_seq = position.seq if position else 0
+        page = await history.latest_per_subject(subjects, snapshot_at, limit, after_seq=after_seq)
+    except (NatsError, TimeoutError):
+        raise HTTPException(
+            503, "event store unavailable; retry shortly", headers={"Retry-After": "1"}
+        ) from None
+    more = len(page) == limit and page[-1].seq < snapshot_at
+    after = HistoryCursor("asc", page[-1].seq, fingerprint, snapshot_at) if more else None
+    return Response(_page_json(page, after, snapshot_at), media_type="application/json")
+
+
+def _order_error() -> dict[str, object]:
+    return error_detail(["order"], "a snapshot comes in stream order: order=asc", "value_error") | {
+        "in": "query"
+    }
+
+
+def _page_json(page: list[StoredEvent], after: HistoryCursor | None, last_seq: int | None = None) -> bytes:
     # The stored envelopes are spliced in as they are, with "seq" first, not parsed and re-dumped.
     events = b",".join(b'{"seq":%d,%s' % (event.seq, event.data.lstrip()[1:]) for event in page)
     following = json.dumps(after.encode() if after else None).encode()
-    return b'{"events":[%s],"next":%s}' % (events, following)
+    if last_seq is None:
+        return b'{"events":[%s],"next":%s}' % (events, following)
+    return b'{"events":[%s],"next":%s,"last_seq":%d}' % (events, following, last_seq)
