@@ -1,0 +1,3 @@
+from eh_cli.main import cli
+
+cli()
