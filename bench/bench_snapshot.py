@@ -27,11 +27,11 @@ import nats
 from nats.js.api import DeliverPolicy
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_replay import PAYLOAD, open_stream, start_edge  # noqa: E402
+from bench_replay import PAYLOAD, open_stream, start_edge
 
-from eh_devtools.nats_server import NatsServer  # noqa: E402
-from eh_runtime.settings import StreamSettings  # noqa: E402
-from eh_runtime.stream import EVENTS_STREAM, ensure_events_stream  # noqa: E402
+from eh_devtools.nats_server import NatsServer
+from eh_runtime.settings import StreamSettings
+from eh_runtime.stream import EVENTS_STREAM, ensure_events_stream
 
 NODES = 10_000
 
