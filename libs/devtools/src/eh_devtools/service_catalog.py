@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from pydantic_settings import BaseSettings
 
 from eh_devtools.stack import SERVICES
-from eh_runtime.settings import ServiceSettings, load_settings
+from eh_runtime.settings import ServiceSettings, load_settings, settings_variables
 
 
 @dataclass(frozen=True)
@@ -76,15 +76,7 @@ def service_facts() -> dict[str, ServiceFacts]:
 
 def variables_read(cls: type[BaseSettings]) -> frozenset[str]:
     """Every environment variable `cls` reads, including those of its nested groups (`NATS_*`, …)."""
-    prefix = str(cls.model_config.get("env_prefix", ""))
-    found: set[str] = set()
-    for name, field in cls.model_fields.items():
-        if inspect.isclass(field.annotation) and issubclass(field.annotation, BaseSettings):
-            found |= variables_read(field.annotation)
-        else:
-            alias = field.validation_alias if isinstance(field.validation_alias, str) else None
-            found.add(alias.upper() if alias else f"{prefix}{name}".upper())
-    return frozenset(found)
+    return frozenset(variable.name for variable in settings_variables(cls))
 
 
 def settings_classes(package: ModuleType) -> list[type[BaseSettings]]:

@@ -4,7 +4,9 @@ Each class maps to one group of variables (`NATS_*`, `EVENTS_*`, `LOG_*`); servi
 with their own prefixed class. A bad value stops the service at start with the variable's name.
 """
 
+import inspect
 import re
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -163,3 +165,56 @@ def _problems(cls: type[BaseSettings], build: Any) -> list[str]:
             for item in error.errors(include_url=False)
         ]
     return []
+
+
+@dataclass(frozen=True, slots=True)
+class SettingsVariable:
+    """One environment variable a settings class reads: its name, default and meaning."""
+
+    name: str
+    default: str
+    description: str
+
+
+def settings_variables(cls: type[BaseSettings]) -> list[SettingsVariable]:
+    """Every environment variable `cls` reads, its nested groups' (`NATS_*`, …) included, in order."""
+    prefix = str(cls.model_config.get("env_prefix", ""))
+    found: list[SettingsVariable] = []
+    for name, field in cls.model_fields.items():
+        if inspect.isclass(field.annotation) and issubclass(field.annotation, BaseSettings):
+            found += settings_variables(field.annotation)
+            continue
+        alias = field.validation_alias if isinstance(field.validation_alias, str) else None
+        default = field.get_default(call_default_factory=True)
+        found.append(
+            SettingsVariable(
+                alias.upper() if alias else f"{prefix}{name}".upper(),
+                "" if default is None else setting_text(default),
+                field.description or "",
+            )
+        )
+    return found
+
+
+def duration_text(value: timedelta) -> str:
+    """A duration in the largest unit that writes it whole: `5m`, `90s`, `250ms`, `0s`."""
+    seconds = value.total_seconds()
+    if seconds <= 0:
+        return "0s"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds * 1000:g}ms" if seconds < 1 else f"{seconds:g}s"
+
+
+def setting_text(value: Any) -> str:
+    """A value as it would be written in the environment: `15s`, `1MiB`, `true`."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, timedelta):
+        return duration_text(value)
+    if isinstance(value, ByteSize):
+        for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+            if value and value % size == 0:
+                return f"{value // size}{unit}"
+    return str(value)

@@ -1,13 +1,23 @@
 """`python -m alert_evaluator`: serve on ALERT_EVALUATOR_HOST:ALERT_EVALUATOR_PORT (default 0.0.0.0:8002)."""
 
-from alert_evaluator.app import create_app
-from alert_evaluator.rules_file import RulesFileError
 from alert_evaluator.settings import EvaluatorSettings
-from eh_runtime.serve import run
+from eh_runtime.command_line import command_line
 from eh_runtime.settings import load_settings
 
 
 def main() -> None:
+    command_line(
+        "alert-evaluator",
+        "Evaluate alert rules against the EVENTS stream and publish system_alert events (one active\n"
+        "replica, others on standby). Configured by environment variables only.",
+        EvaluatorSettings,
+        "alert-evaluator",
+    ).parse_args()
+    # Imported once the command line is answered: `--help` need not load the whole service.
+    from alert_evaluator.app import create_app
+    from alert_evaluator.rules_file import RulesFileError
+    from eh_runtime.serve import run
+
     settings = load_settings(EvaluatorSettings)
     try:
         app = create_app(settings)

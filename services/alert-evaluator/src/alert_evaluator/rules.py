@@ -19,6 +19,7 @@ from alert_evaluator.conditions import CompiledCondition, compile_condition
 from eh_contracts.envelope import EVENT_MODELS
 from eh_contracts.event_types import EventType
 from eh_contracts.payloads import AlertLevel, Payload
+from eh_runtime.settings import duration_text as settings_duration_text
 from eh_runtime.settings import parse_duration
 
 RULE_NAME_PATTERN: Final = r"^[a-z0-9][a-z0-9_-]{0,47}$"
@@ -274,9 +275,4 @@ def value_text(value: Any) -> str:
 
 def duration_text(seconds: float) -> str:
     """300 → "5m", 90 → "90s", 7200 → "2h"."""
-    if seconds <= 0:
-        return "0s"
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"
+    return settings_duration_text(timedelta(seconds=seconds))

@@ -4,26 +4,46 @@ in COLLECTOR_WORKERS processes (default 1).
 `python -m collector agent`: run the host agent (AGENT_* variables) against a collector.
 """
 
+import argparse
 import asyncio
-import sys
 
+from collector.agent.settings import AgentSettings
+from collector.settings import CollectorSettings
+from eh_runtime.command_line import command_line, environment_help
 from eh_runtime.logs import configure_logging
 from eh_runtime.settings import load_settings
 
 
+def parser() -> argparse.ArgumentParser:
+    collector = command_line(
+        "collector",
+        "Take events from producers over HTTP (and NATS), validate them and store them in the EVENTS\n"
+        "stream; keep the current state of every resource. Configured by environment variables only.",
+        CollectorSettings,
+        "collector",
+    )
+    commands = collector.add_subparsers(dest="command", metavar="COMMAND")
+    commands.add_parser(
+        "agent",
+        help="run the host agent: sample this host and its containers, send them to a collector",
+        description="Sample this host (and its Docker containers) every AGENT_INTERVAL and send node and\n"
+        "container events to the collector at AGENT_COLLECTOR_URL.",
+        epilog=environment_help(AgentSettings),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return collector
+
+
 def main() -> None:
-    if sys.argv[1:2] == ["agent"]:
+    arguments = parser().parse_args()
+    if arguments.command == "agent":
         from collector.agent.runner import run_agent
-        from collector.agent.settings import AgentSettings
 
         settings = load_settings(AgentSettings)
         configure_logging("collector-agent", settings.logging)
         asyncio.run(run_agent(settings))
         return
-    if sys.argv[1:]:
-        raise SystemExit(f"usage: python -m collector [agent]; unknown arguments: {' '.join(sys.argv[1:])}")
     from collector.processes import serve
-    from collector.settings import CollectorSettings
 
     serve(load_settings(CollectorSettings))
 
