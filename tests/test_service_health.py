@@ -89,6 +89,8 @@ async def test_metrics_are_prometheus_text_with_help(service_name, nats_url, eve
     assert "# HELP eventhandler_nats_connected" in text
     assert "eventhandler_nats_connected 1.0" in text
     assert 'eventhandler_http_requests_total{method="GET",route="/healthz",status="200"}' in text
+    # No creation-time series next to counters and histograms: they would double every scrape.
+    assert "_created" not in text
 
 
 async def test_every_response_carries_a_request_id(nats_url, events_stream):

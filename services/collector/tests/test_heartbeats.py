@@ -5,6 +5,7 @@ import contextlib
 import json
 
 import pytest
+import structlog.testing
 
 from collector.app import create_app
 from eh_contracts.examples import SEED_EXAMPLES
@@ -136,3 +137,18 @@ async def test_a_heartbeat_while_nats_is_down_is_a_503_with_retry_after(nats_ser
         assert answer["request_id"] == response.headers["x-request-id"]
         assert "NATS" not in answer["detail"]  # the cause is for the log, not for clients
         nats_server.start()
+
+
+async def test_heartbeats_are_logged_at_debug_level_other_requests_at_info(collector):
+    with structlog.testing.capture_logs() as logs:
+        await collector.post("/api/v1/nodes/node-9/heartbeat")
+        await collector.post("/api/v1/nodes/bad%20id/heartbeat")  # refused: worth an info line
+        await collector.get("/api/v1/resources/node")
+    access = [
+        (line["log_level"], line["path"], line["status"]) for line in logs if line["event"] == "request"
+    ]
+    assert access == [
+        ("debug", "/api/v1/nodes/node-9/heartbeat", 202),
+        ("info", "/api/v1/nodes/bad id/heartbeat", 422),
+        ("info", "/api/v1/resources/node", 200),
+    ]

@@ -51,6 +51,10 @@ def configure_logging(service: str, settings: LoggingSettings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.level.upper())
+    # httpx logs every request it makes at info (the host agent: one line per heartbeat); only
+    # wanted when debugging.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.DEBUG if settings.level == "debug" else logging.WARNING)
     # uvicorn installs its own handlers; ours on the root logger are the only ones wanted.
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers.clear()

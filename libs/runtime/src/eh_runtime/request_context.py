@@ -43,8 +43,15 @@ def error_body(code: str, message: str) -> dict[str, Any]:
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    """A request id on every log line, one access log line per request, and the HTTP metrics.
+
+    `routine_routes`: route templates whose successful requests are logged at debug level only
+    (a host agent's heartbeat every few seconds would otherwise be most of the log).
+    """
+
+    def __init__(self, app: ASGIApp, routine_routes: frozenset[str] = frozenset()) -> None:
         self.app = app
+        self._routine_routes = routine_routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -91,7 +98,8 @@ class RequestContextMiddleware:
                 HTTP_REQUESTS.labels(route, scope["method"], str(status)).inc()
                 HTTP_REQUEST_SECONDS.labels(route).observe(elapsed)
                 if scope["path"] not in _QUIET_PATHS:
-                    log.info(
+                    routine = status < 400 and route in self._routine_routes
+                    (log.debug if routine else log.info)(
                         "request",
                         method=scope["method"],
                         path=scope["path"],

@@ -7,7 +7,7 @@ error format for everything a client can get wrong.
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from typing import Any
 
 import structlog
@@ -94,11 +94,13 @@ class Service:
         description: str = "",
         routers: Sequence[APIRouter] = (),
         lifespan: ServiceLifespan | None = None,
+        routine_routes: Collection[str] = (),
     ) -> FastAPI:
         """A FastAPI app with this service's lifecycle, health endpoints and error handlers.
 
         `lifespan`, when given, runs inside the NATS connection's lifetime: it starts after the
-        connection attempt began and ends before the connection is drained.
+        connection attempt began and ends before the connection is drained. `routine_routes`: route
+        templates whose successful requests are logged at debug level only.
         """
 
         @contextlib.asynccontextmanager
@@ -118,7 +120,7 @@ class Service:
 
         app = FastAPI(title=title, description=description, lifespan=service_lifespan)
         app.state.service = self
-        app.add_middleware(RequestContextMiddleware)
+        app.add_middleware(RequestContextMiddleware, routine_routes=frozenset(routine_routes))
         app.add_exception_handler(RequestValidationError, _validation_error)
         app.add_exception_handler(HTTPException, _http_error)
         app.add_exception_handler(Exception, _unexpected_error)

@@ -62,6 +62,7 @@ def create_app(settings: CollectorSettings | None = None) -> FastAPI:
         ),
         routers=[routes.router, heartbeat_routes.router, resource_routes.router],
         lifespan=lifespan,
+        routine_routes=heartbeat_routes.ROUTINE_ROUTES,
     )
     app.state.publisher = publisher
     app.state.states = states

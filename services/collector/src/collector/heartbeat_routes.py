@@ -1,6 +1,6 @@
 """`POST /api/v1/nodes/{node_id}/heartbeat`: a node says it is alive, optionally with its metrics."""
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 import pydantic_core
 import structlog
@@ -43,6 +43,8 @@ _BODY = TypeAdapter(HeartbeatBody)
 NodeId = Annotated[str, Path(description="The node's resource id"), AfterValidator(validate_resource_id)]
 
 router = APIRouter(prefix="/api/v1", tags=["heartbeats"])
+ROUTINE_ROUTES: Final = frozenset({"/api/v1/nodes/{node_id}/heartbeat"})
+"""Every node calls these every few seconds: their access log lines are at debug level."""
 
 
 @router.post(
