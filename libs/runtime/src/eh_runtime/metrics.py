@@ -21,7 +21,7 @@ NAMESPACE: Final = "eventhandler"
 # Without this every counter and histogram also exports a `_created` series (its creation time),
 # which doubles what each scrape stores and says nothing an operator uses. Read at exposition
 # time, so it holds for metrics of every module, created before or after this import.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 HTTP_REQUESTS = Counter(
     f"{NAMESPACE}_http_requests",
