@@ -13,7 +13,7 @@ VENV_BIN := $(CURDIR)/.venv/bin
 export UV_PYTHON ?= 3.11
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
 
-.PHONY: help sync run test lint format schemas bench clean
+.PHONY: help sync run test lint format schemas docs bench clean
 
 help: ## List the targets
 	@echo "Event Handler: make <target>"
@@ -46,10 +46,13 @@ format: sync ## Fix what ruff can fix and format the code
 schemas: sync ## Regenerate proto-schemas/ (JSON Schema, AsyncAPI) from the models
 	$(VENV_BIN)/python -m eh_contracts.schemas write proto-schemas
 
+docs: sync ## Build the documentation site into site/ (strict: a broken link or anchor fails)
+	NO_MKDOCS_2_WARNING=1 $(VENV_BIN)/mkdocs build --strict
+
 bench: sync ## Run the benchmarks in bench/ (not part of the test suite)
 	@if ls bench/bench_*.py >/dev/null 2>&1; then \
 		for b in bench/bench_*.py; do echo "== $$b"; $(VENV_BIN)/python $$b || exit 1; done; \
 	else echo "no benchmarks yet"; fi
 
-clean: ## Remove .venv, .tools and local data (.data)
-	rm -rf .venv .tools .data .pytest_cache .mypy_cache .ruff_cache
+clean: ## Remove .venv, .tools, local data (.data) and the built docs (site)
+	rm -rf .venv .tools .data site .pytest_cache .mypy_cache .ruff_cache

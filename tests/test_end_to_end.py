@@ -74,7 +74,7 @@ async def test_a_posted_event_arrives_filtered_on_the_sse_stream(nats_url):
 
 
 async def test_other_services_subscribe_to_the_documented_subjects(nats_url, nc, js):
-    """What the README tells other services to do, with nothing but nats-py and the subject names."""
+    """What docs/guide/nats.md tells other services to do, with nothing but nats-py and the subject names."""
     core_received: list[tuple[str, dict]] = []
 
     async def on_core(msg):
@@ -107,7 +107,7 @@ async def test_other_services_subscribe_to_the_documented_subjects(nats_url, nc,
 
 
 async def test_readme_curl_example_shape(nats_url):
-    """The README's first example: POST one node_status, see it with `id:` = its sequence."""
+    """The first-stream example (README.md): POST one event, see it with `id:` = its sequence."""
     async with farm(nats_url) as (collector, edge):
         # curl sends no Accept-Encoding unless told (--compressed): the stream comes uncompressed.
         plain = {"Accept-Encoding": "identity"}

@@ -27,8 +27,9 @@ def dockerfile() -> Dockerfile:
 
 
 @pytest.fixture(scope="session")
-def readme() -> str:
-    return (ROOT / "README.md").read_text(encoding="utf-8")
+def kubernetes_docs() -> str:
+    """The Kubernetes runbook of the documentation site."""
+    return (ROOT / "docs" / "operations" / "kubernetes.md").read_text(encoding="utf-8")
 
 
 @pytest.fixture(scope="session")

@@ -40,8 +40,11 @@ class NatsSettings(BaseSettings):
         description="Server URL(s), comma-separated for a cluster; credentials may be embedded.",
     )
     creds: str | None = Field(default=None, description="Path to a credentials file (NATS_CREDS).")
-    connect_timeout: Duration = Field(default=timedelta(seconds=2))
-    reconnect_wait: Duration = Field(default=timedelta(seconds=1))
+    connect_timeout: Duration = Field(default=timedelta(seconds=2), description="One connection attempt.")
+    reconnect_wait: Duration = Field(
+        default=timedelta(seconds=1),
+        description="Pause between two reconnection attempts (they go on forever).",
+    )
     request_timeout: Duration = Field(
         default=timedelta(seconds=5), description="How long to wait for a JetStream API reply or ack."
     )
@@ -51,12 +54,16 @@ class NatsSettings(BaseSettings):
         return [url.strip() for url in self.url.split(",") if url.strip()]
 
 
+def _ttl(event_type: str) -> str:
+    return f"Time-to-live of `{event_type}` events (per message, `Nats-TTL`; 0: only the stream-wide limits)."
+
+
 class StreamSettings(BaseSettings):
     """The `EVENTS` stream: how much history it keeps and how safely.
 
     `replicas` is 1 on a single server and 3 on a cluster; with 3, an acknowledged event is on a
     majority of servers. How often a server syncs to disk is the server's own setting
-    (`sync_interval`), not the stream's; see the README.
+    (`sync_interval`), not the stream's; see docs/operations/durability.md.
     """
 
     model_config = SettingsConfigDict(env_prefix="EVENTS_", extra="ignore")
@@ -68,17 +75,24 @@ class StreamSettings(BaseSettings):
     duplicate_window: Duration = Field(
         default=timedelta(minutes=2), description="How long an event id is remembered for deduplication."
     )
-    replicas: int = Field(default=1, ge=1, le=5)
+    replicas: int = Field(
+        default=1,
+        ge=1,
+        le=5,
+        description="Replicas of the stream and the key-value buckets: 1 on one server, 3 on a cluster.",
+    )
     # Per-type time-to-live, sent as each message's `Nats-TTL` (0: only the stream-wide limits).
     # Metrics are many and soon stale; states and alerts are what an operator looks back at.
-    ttl_node_status: Duration = Field(default=timedelta(days=30))
-    ttl_node_metrics: Duration = Field(default=timedelta(hours=24))
-    ttl_pipeline_status: Duration = Field(default=timedelta(days=30))
-    ttl_pipeline_progress: Duration = Field(default=timedelta(days=3))
-    ttl_container_status: Duration = Field(default=timedelta(days=30))
-    ttl_container_metrics: Duration = Field(default=timedelta(hours=24))
-    ttl_system_alert: Duration = Field(default=timedelta(days=30))
-    ttl_system_log: Duration = Field(default=timedelta(days=3))
+    ttl_node_status: Duration = Field(default=timedelta(days=30), description=_ttl("node_status"))
+    ttl_node_metrics: Duration = Field(default=timedelta(hours=24), description=_ttl("node_metrics"))
+    ttl_pipeline_status: Duration = Field(default=timedelta(days=30), description=_ttl("pipeline_status"))
+    ttl_pipeline_progress: Duration = Field(default=timedelta(days=3), description=_ttl("pipeline_progress"))
+    ttl_container_status: Duration = Field(default=timedelta(days=30), description=_ttl("container_status"))
+    ttl_container_metrics: Duration = Field(
+        default=timedelta(hours=24), description=_ttl("container_metrics")
+    )
+    ttl_system_alert: Duration = Field(default=timedelta(days=30), description=_ttl("system_alert"))
+    ttl_system_log: Duration = Field(default=timedelta(days=3), description=_ttl("system_log"))
 
     def ttl_seconds(self, event_type: str) -> int | None:
         """The `Nats-TTL` for events of this type, in whole seconds (at least 1), or None for none."""
@@ -89,9 +103,13 @@ class StreamSettings(BaseSettings):
 
 
 class LoggingSettings(BaseSettings):
+    """How much the process logs, and in which format."""
+
     model_config = SettingsConfigDict(env_prefix="LOG_", extra="ignore")
 
-    level: Literal["debug", "info", "warning", "error"] = "info"
+    level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="The least severe log lines written."
+    )
     format: Literal["json", "console"] = Field(
         default="json", description="json for machines (the default), console for a terminal."
     )
@@ -105,8 +123,8 @@ class ServiceSettings(BaseSettings):
 
     model_config = SettingsConfigDict(extra="ignore")
 
-    host: str = "0.0.0.0"
-    port: int = Field(default=8000, ge=0, le=65535)
+    host: str = Field(default="0.0.0.0", description="Address the HTTP server listens on.")
+    port: int = Field(default=8000, ge=0, le=65535, description="Port the HTTP server listens on.")
     shutdown_timeout: Duration = Field(
         default=timedelta(seconds=10), description="Grace period for open requests on SIGTERM."
     )

@@ -13,6 +13,7 @@ DEFAULT_RULES_FILE: Final = Path(__file__).with_name("default_rules.yaml")
 
 
 def _default_replica_id() -> str:
+    """`<host name>-<pid>`."""
     # The pod name in Kubernetes; the pid tells two replicas on one machine apart.
     return f"{socket.gethostname()}-{os.getpid()}"
 
@@ -22,7 +23,7 @@ class EvaluatorSettings(ServiceSettings):
 
     model_config = SettingsConfigDict(env_prefix="ALERT_EVALUATOR_", extra="ignore")
 
-    port: int = Field(default=8002, ge=0, le=65535)
+    port: int = Field(default=8002, ge=0, le=65535, description="Port the HTTP server listens on.")
     rules_file: Path = Field(default=DEFAULT_RULES_FILE, description="YAML rules; reloaded on SIGHUP.")
     replica_id: Annotated[str, StringConstraints(min_length=1, max_length=128)] = Field(
         default_factory=_default_replica_id, description="This replica's name in the lease and in logs."

@@ -11,7 +11,7 @@ class CollectorSettings(ServiceSettings):
 
     model_config = SettingsConfigDict(env_prefix="COLLECTOR_", extra="ignore")
 
-    port: int = Field(default=8001, ge=0, le=65535)
+    port: int = Field(default=8001, ge=0, le=65535, description="Port the HTTP server listens on.")
     max_body_bytes: ByteSize = Field(
         default=ByteSize(4 * 2**20), description="Largest request body accepted (413 above), e.g. 4MiB."
     )

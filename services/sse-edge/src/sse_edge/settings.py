@@ -11,7 +11,7 @@ class EdgeSettings(ServiceSettings):
 
     model_config = SettingsConfigDict(env_prefix="SSE_EDGE_", extra="ignore")
 
-    port: int = Field(default=8000, ge=0, le=65535)
+    port: int = Field(default=8000, ge=0, le=65535, description="Port the HTTP server listens on.")
     heartbeat_interval: Duration = Field(
         default=timedelta(seconds=15),
         description="Idle time after which a comment line keeps the stream open.",

@@ -19,11 +19,17 @@ class AgentSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AGENT_", extra="ignore")
 
     collector_url: str = Field(default="http://127.0.0.1:8001", description="Where the collector listens.")
-    node_id: str = Field(default_factory=default_node_id, pattern=r"^[A-Za-z0-9_:-]{1,128}$")
+    node_id: str = Field(
+        default_factory=default_node_id,
+        pattern=r"^[A-Za-z0-9_:-]{1,128}$",
+        description="This machine's resource id in the events it reports.",
+    )
     interval: Duration = Field(default=timedelta(seconds=5), description="Time between two samples.")
     docker_socket: str = Field(
         default="/var/run/docker.sock",
         description="Docker engine socket; containers are reported when it exists.",
     )
-    request_timeout: Duration = Field(default=timedelta(seconds=5))
+    request_timeout: Duration = Field(
+        default=timedelta(seconds=5), description="Longest wait for one request to the collector."
+    )
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
