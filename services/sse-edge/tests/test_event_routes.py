@@ -3,16 +3,22 @@ import contextlib
 import itertools
 import json
 from collections.abc import AsyncIterator
+from typing import Annotated
 
 import httpx
 import nats
 import pytest
+from fastapi import Depends, Header, HTTPException
+from prometheus_client import REGISTRY
 
 from eh_contracts.examples import SEED_EXAMPLES
 from eh_devtools.pytest_plugin import serving, store_event
 from eh_devtools.sse_client import SseMessage, next_event, read_sse
 from eh_runtime.stream import EVENTS_STREAM
 from sse_edge.app import create_app
+from sse_edge.http import event_routes
+from sse_edge.http.connection_limits import ConnectionLimits
+from sse_edge.http.dependencies import connection_limits_of
 
 pytestmark = pytest.mark.nats
 
@@ -193,3 +199,77 @@ async def test_live_events_continue_after_nats_restarts(nats_server, js, events_
             received = await asyncio.wait_for(next_event(messages), 20)
             assert int(received.id) == after
             assert json.loads(received.data)["resource_id"] == "log-2"
+
+
+async def test_a_route_level_dependency_runs_on_the_event_stream(edge_app, events_stream):
+    """The stream is an ordinary FastAPI route: a `Depends(...)` added to it (authentication, say)
+    runs before the stream opens, and its refusal is the client's answer."""
+    seen: list[str | None] = []
+
+    async def require_token(authorization: Annotated[str | None, Header()] = None) -> None:
+        seen.append(authorization)
+        if authorization != "Bearer let-me-in":
+            raise HTTPException(401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+
+    edge_app.include_router(event_routes.router, prefix="/guarded", dependencies=[Depends(require_token)])
+    async with serving(edge_app) as client:
+        refused = await client.get("/guarded/api/v1/events", params={"type": "node_status"})
+        assert refused.status_code == 401
+        assert refused.json() == {"detail": "a bearer token is required"}
+        assert refused.headers["www-authenticate"] == "Bearer"
+        headers = {"Authorization": "Bearer let-me-in"}
+        async with client.stream("GET", "/guarded/api/v1/events", headers=headers) as response:
+            assert response.status_code == 200
+            ready = await asyncio.wait_for(next_event(read_sse(response)), 5)
+            assert ready.event == "stream.ready"
+        # The route without the dependency is untouched by it.
+        async with subscribe(client):
+            pass
+    assert seen == [None, "Bearer let-me-in"]
+
+
+async def test_the_stream_route_resolves_its_dependencies_per_request(edge_app, events_stream):
+    """`GET /api/v1/events` itself goes through FastAPI's dependency injection (overrides apply)."""
+    limits = edge_app.state.connection_limits
+    admitted: list[str] = []
+
+    class GuardedLimits(ConnectionLimits):
+        def admit(self, address: str) -> None:
+            admitted.append(address)
+            if len(admitted) == 1:
+                raise HTTPException(401, "not you")
+            super().admit(address)
+
+    guarded = GuardedLimits(limits.max_total, limits.max_per_address, int(limits.retry_after))
+    edge_app.dependency_overrides[connection_limits_of] = lambda: guarded
+    async with serving(edge_app) as client:
+        refused = await client.get("/api/v1/events")
+        assert (refused.status_code, refused.json()) == (401, {"detail": "not you"})
+        async with subscribe(client):
+            assert guarded.total == 1
+    assert admitted == ["127.0.0.1", "127.0.0.1"]
+
+
+def _requests_counted(route: str, status: str) -> float:
+    labels = {"route": route, "method": "GET", "status": status}
+    return REGISTRY.get_sample_value("eventhandler_http_requests_total", labels) or 0.0
+
+
+async def test_http_metrics_label_streams_and_docs_with_their_route(edge, edge_app):
+    before = {
+        route: _requests_counted(route, "200") for route in ("/api/v1/events", "/docs", "/openapi.json")
+    }
+    unmatched = _requests_counted("unmatched", "404")
+    async with subscribe(edge):
+        pass
+    assert (await edge.get("/docs")).status_code == 200
+    assert (await edge.get("/openapi.json")).status_code == 200
+    assert (await edge.get("/no/such/path")).status_code == 404
+    # A stream is counted when it ends, once the edge has seen the client go.
+    for _ in range(100):
+        if _requests_counted("/api/v1/events", "200") > before["/api/v1/events"]:
+            break
+        await asyncio.sleep(0.05)
+    for route, count in before.items():
+        assert _requests_counted(route, "200") == count + 1, route
+    assert _requests_counted("unmatched", "404") == unmatched + 1

@@ -110,7 +110,18 @@ class RequestContextMiddleware:
 
 
 def _route_template(scope: Scope) -> str:
-    # The matched route's template keeps label cardinality bounded; unmatched paths share one label.
-    route = scope.get("route")
-    path = getattr(route, "path", None)
-    return path if isinstance(path, str) else "unmatched"
+    """The matched route's template, which keeps label cardinality bounded; else "unmatched".
+
+    FastAPI's own routes put themselves in the scope as `route`; plain Starlette routes (FastAPI's
+    `/docs` and `/openapi.json`) leave only their `endpoint`, found again among the router's routes.
+    """
+    path = getattr(scope.get("route"), "path", None)
+    if isinstance(path, str):
+        return path
+    endpoint = scope.get("endpoint")
+    if endpoint is not None:
+        for route in getattr(scope.get("router"), "routes", ()):
+            path = getattr(route, "path", None)
+            if getattr(route, "endpoint", None) is endpoint and isinstance(path, str):
+                return path
+    return "unmatched"

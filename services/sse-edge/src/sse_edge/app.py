@@ -6,12 +6,13 @@ from collections.abc import AsyncIterator
 
 import structlog
 from fastapi import FastAPI
+from starlette.middleware import Middleware
 
 from eh_runtime.connection import NatsConnection
 from eh_runtime.service import Service
 from sse_edge.history.jetstream_history import JetStreamHistory
 from sse_edge.http.connection_limits import ConnectionLimits
-from sse_edge.http.dispatch import EventStreamDispatch
+from sse_edge.http.detached_response import DetachedResponseMiddleware
 from sse_edge.http.event_routes import router
 from sse_edge.http.history_routes import router as history_router
 from sse_edge.live.fanout import FanoutIndex
@@ -59,7 +60,8 @@ def create_app(settings: EdgeSettings | None = None) -> FastAPI:
         routers=[router, history_router],
         lifespan=lifespan,
     )
-    app.add_middleware(EventStreamDispatch, fastapi_app=app)
+    # Innermost of the app's middleware: inside the request context, outside FastAPI's layers.
+    app.user_middleware.append(Middleware(DetachedResponseMiddleware))
     app.state.fanout = index
     app.state.connection_limits = ConnectionLimits(
         settings.max_connections,

@@ -1,28 +1,24 @@
 """`GET /api/v1/events`: stored and live events as Server-Sent Events, filtered and resumable."""
 
-from typing import Annotated, Any, Final
+from typing import Annotated, Any
 
 import structlog
 from fastapi import APIRouter, Header, HTTPException, Query, Request
 from nats.errors import Error as NatsError
 
-from eh_runtime.service import Service
-from sse_edge.history.jetstream_history import JetStreamHistory
+from sse_edge.history.jetstream_history import JetStreamBounds, JetStreamHistory
 from sse_edge.history.replay import Replay
-from sse_edge.http.connection_limits import ConnectionLimits
+from sse_edge.http.dependencies import ConnectionLimitsDep, FanoutDep, HistoryDep, ServiceDep, SettingsDep
 from sse_edge.http.event_query import MAX_REPLAY_LIMIT, EventQuery, parse_event_query, parse_last_event_id
 from sse_edge.http.query_filters import subject_filter_from_query
 from sse_edge.http.sse_frames import control_frame, retry_frame
 from sse_edge.http.sse_response import SseResponse
-from sse_edge.live.fanout import FanoutIndex
 from sse_edge.live.subscriber import Subscriber
 from sse_edge.settings import EdgeSettings
 
 log = structlog.get_logger(__name__)
 
 router = APIRouter(prefix="/api/v1", tags=["events"])
-# Served by `http.dispatch` in front of the router (which keeps the route for its documentation).
-EVENTS_PATH: Final = "/api/v1/events"
 
 SSE_RESPONSE_DOC: dict[int | str, dict[str, Any]] = {
     200: {
@@ -57,6 +53,11 @@ Filter = Annotated[list[str], Query(description="Repeated or comma-separated. No
 )
 async def subscribe_events(
     request: Request,
+    service: ServiceDep,
+    settings: SettingsDep,
+    index: FanoutDep,
+    history: HistoryDep,
+    limits: ConnectionLimitsDep,
     type: Filter = [],  # noqa: B006 - FastAPI copies defaults per request
     resource_id: Filter = [],  # noqa: B006
     start_time: Annotated[
@@ -87,8 +88,6 @@ async def subscribe_events(
         str | None, Header(alias="Last-Event-ID", description="Resume strictly after this sequence.")
     ] = None,
 ) -> SseResponse:
-    service: Service = request.app.state.service
-    settings: EdgeSettings = service.settings  # type: ignore[assignment]
     query = parse_event_query(
         subject_filter_from_query(type, resource_id, settings.max_filter_values),
         start_time=start_time,
@@ -98,40 +97,19 @@ async def subscribe_events(
         snapshot=snapshot,
     )
     peer = request.client.host if request.client else "unknown"
-    limits: ConnectionLimits = request.app.state.connection_limits
     limits.admit(peer)
     try:
-        return await _open_sse(request, settings, query, peer, gzip=_accepts_gzip(request, settings))
+        client = Subscriber(query.filter, int(settings.client_buffer_bytes), peer, query.window)
+        # Registered before the stream's end is read: every later event reaches the live queue.
+        index.add(client)
+        try:
+            bounds = await _stream_bounds(history, query)
+        except BaseException:
+            index.remove(client)
+            raise
     except BaseException:
         limits.release(peer)
         raise
-
-
-async def _open_sse(
-    request: Request, settings: EdgeSettings, query: EventQuery, peer: str, *, gzip: bool
-) -> SseResponse:
-    service: Service = request.app.state.service
-    index: FanoutIndex = request.app.state.fanout
-    history: JetStreamHistory = request.app.state.history
-    limits: ConnectionLimits = request.app.state.connection_limits
-    client = Subscriber(query.filter, int(settings.client_buffer_bytes), peer, query.window)
-    # Registered before the stream's end is read: every later event reaches the live queue.
-    index.add(client)
-    try:
-        bounds = await history.bounds()
-    except (NatsError, TimeoutError) as error:
-        index.remove(client)
-        log.warning("event store unreachable for a new stream", error=repr(error))
-        raise HTTPException(
-            503, "event store unavailable; retry shortly", headers={"Retry-After": "1"}
-        ) from None
-    if query.resume_after is not None and query.resume_after > bounds.last_seq:
-        index.remove(client)
-        raise HTTPException(
-            400,
-            f"Last-Event-ID {query.resume_after} is beyond the stream's last event ({bounds.last_seq}); "
-            "it does not come from this stream",
-        )
     if service.stopping.is_set():
         client.close("shutdown")
     opening = retry_frame(int(settings.retry.total_seconds() * 1000)) + control_frame(
@@ -142,13 +120,31 @@ async def _open_sse(
         index,
         opening=opening,
         replay=Replay(history, query, bounds, settings.time_skew),
-        gzip=gzip,
+        gzip=_accepts_gzip(request, settings),
         shutdown_retry_ms=(
             int(settings.retry.total_seconds() * 1000),
             int(settings.shutdown_spread.total_seconds() * 1000),
         ),
         on_close=lambda: limits.release(peer),
     )
+
+
+async def _stream_bounds(history: JetStreamHistory, query: EventQuery) -> JetStreamBounds:
+    """The EVENTS stream's first and last sequence; 503 or 400 before the stream opens."""
+    try:
+        bounds = await history.bounds()
+    except (NatsError, TimeoutError) as error:
+        log.warning("event store unreachable for a new stream", error=repr(error))
+        raise HTTPException(
+            503, "event store unavailable; retry shortly", headers={"Retry-After": "1"}
+        ) from None
+    if query.resume_after is not None and query.resume_after > bounds.last_seq:
+        raise HTTPException(
+            400,
+            f"Last-Event-ID {query.resume_after} is beyond the stream's last event ({bounds.last_seq}); "
+            "it does not come from this stream",
+        )
+    return bounds
 
 
 def _accepts_gzip(request: Request, settings: EdgeSettings) -> bool:

@@ -4,16 +4,16 @@ import json
 from collections.abc import Sequence
 from typing import Annotated, Final
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import Response
 from nats.errors import Error as NatsError
 
 from eh_runtime.service import error_detail
 from sse_edge.history.jetstream_history import JetStreamHistory, StoredEvent
+from sse_edge.http.dependencies import HistoryDep, SettingsDep
 from sse_edge.http.event_query import parse_event_query
 from sse_edge.http.history_cursor import HistoryCursor, Order, query_fingerprint
 from sse_edge.http.query_filters import subject_filter_from_query
-from sse_edge.settings import EdgeSettings
 
 MAX_PAGE: Final = 1000
 
@@ -42,7 +42,8 @@ Filter = Annotated[list[str], Query(description="Repeated or comma-separated. No
     },
 )
 async def event_history(
-    request: Request,
+    settings: SettingsDep,
+    history: HistoryDep,
     type: Filter = [],  # noqa: B006 - FastAPI copies defaults per request
     resource_id: Filter = [],  # noqa: B006
     start_time: Annotated[
@@ -63,8 +64,6 @@ async def event_history(
         ),
     ] = None,
 ) -> Response:
-    settings: EdgeSettings = request.app.state.service.settings
-    history: JetStreamHistory = request.app.state.history
     query = parse_event_query(
         subject_filter_from_query(type, resource_id, settings.max_filter_values),
         start_time=start_time,

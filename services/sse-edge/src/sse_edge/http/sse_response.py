@@ -17,6 +17,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from sse_edge.history.replay import Replay
+from sse_edge.http.detached_response import hand_over
 from sse_edge.http.sse_frames import HEARTBEAT_FRAME, control_frame, retry_frame
 from sse_edge.live.fanout import FanoutIndex
 from sse_edge.live.subscriber import Subscriber, SubscriberClosed
@@ -80,6 +81,16 @@ class SseResponse(Response):
             self.raw_headers = shared
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not hand_over(scope, self):
+            await self.run(scope, receive, send)
+
+    def abandon(self) -> None:
+        """The request failed before the stream started: unregister the subscriber."""
+        self.index.remove(self.client)
+        self.on_close()
+
+    async def run(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Write the stream until it ends (called below FastAPI's stack: `detached_response`)."""
         client = self.client
         transport = _transport_of(receive)
         client.attach_writer(transport.abort if transport is not None else self._cancel_writer(), transport)
