@@ -13,6 +13,7 @@ from typing import Any, Final
 
 import pydantic_core
 import structlog
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from eh_runtime.metrics import HTTP_REQUEST_SECONDS, HTTP_REQUESTS
@@ -79,6 +80,9 @@ class RequestContextMiddleware:
         with structlog.contextvars.bound_contextvars(**bound):
             try:
                 await self.app(scope, receive, send_with_request_id)
+            except ClientDisconnect:
+                # The client left (or its body timed out, and the server answered and closed).
+                log.info("client disconnected before the request was read", path=scope["path"])
             except Exception:
                 log.exception("unhandled error", method=scope["method"], path=scope["path"])
                 if started_response:

@@ -115,6 +115,37 @@ class LoggingSettings(BaseSettings):
     )
 
 
+class HttpServerSettings(BaseSettings):
+    """What one client may hold of a service's HTTP server: every service has the same bounds.
+
+    They are enforced by the server itself (`eh_runtime.uvicorn_httptools_limits`), so a service
+    stays up without a proxy in front; a proxy may bound them tighter.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="HTTP_", extra="ignore")
+
+    max_head_bytes: ByteSize = Field(
+        default=ByteSize(64 * 2**10),
+        description="Largest request line plus headers (431 above); a JWT fits many times over.",
+    )
+    max_headers: int = Field(default=100, ge=1, description="Most header fields in one request (431 above).")
+    head_timeout: Duration = Field(
+        default=timedelta(seconds=10),
+        description="Time to send a request's line and headers, from the connection or its first "
+        "byte (408 after).",
+    )
+    body_timeout: Duration = Field(
+        default=timedelta(seconds=60),
+        description="Time to send a request's body once its head is in (408 after).",
+    )
+    max_connections: int | None = Field(
+        default=None,
+        ge=1,
+        description="Most open connections; beyond it the oldest idle one is closed (or the new one "
+        "gets a 503). Default: the file descriptor limit less 256 kept for NATS, logs and probes.",
+    )
+
+
 class ServiceSettings(BaseSettings):
     """What every service has: where it listens, how long it may take to stop, and the groups above.
 
@@ -135,6 +166,7 @@ class ServiceSettings(BaseSettings):
     nats: NatsSettings = Field(default_factory=NatsSettings)
     stream: StreamSettings = Field(default_factory=StreamSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    http: HttpServerSettings = Field(default_factory=HttpServerSettings)
 
 
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
@@ -162,7 +194,7 @@ def load_settings(cls: type[SettingsT]) -> SettingsT:
     return cls()
 
 
-_GROUPS: tuple[type[BaseSettings], ...] = (NatsSettings, StreamSettings, LoggingSettings)
+_GROUPS: tuple[type[BaseSettings], ...] = (NatsSettings, StreamSettings, LoggingSettings, HttpServerSettings)
 
 
 def _group_fields(cls: type[BaseSettings]) -> dict[str, type[BaseSettings]]:
