@@ -172,3 +172,21 @@ async def test_a_pending_transition_already_stored_is_not_stored_again(nats_url,
         assert [e["id"] for e in events].count("claimed-1") == 1
         assert events[-1]["data"]["old_state"] == "online"
         assert (await client.get("/api/v1/resources/node/node-p")).json()["seq"] == seq + 1
+
+
+async def test_listings_leave_no_consumers_behind(collector, js):
+    """990 listings once left ~1,000 consumers alive for five minutes, and the server's consumer
+    limit then failed every listing: each listing now deletes its own, and a few run at a time."""
+    for i in range(3):
+        await collector.post("/api/v1/events", json=node("online", f"node-{i}"))
+
+    async def listing() -> int:
+        response = await collector.get("/api/v1/resources/node")
+        assert response.status_code == 200, response.text
+        return len(response.json()["resources"])
+
+    for _ in range(30):
+        assert await listing() == 3
+    assert set(await asyncio.gather(*(listing() for _ in range(60)))) == {3}
+    consumers = (await js.stream_info("KV_resource_states")).state.consumer_count
+    assert consumers <= 1  # the heartbeat watcher, at most

@@ -31,7 +31,7 @@ from nats.js.kv import KeyValue
 from eh_contracts.records import EventRecord
 from eh_contracts.subjects import event_subject
 from eh_runtime.event_publisher import EventPublisher, StoreUnavailable
-from eh_runtime.kv import ensure_key_value
+from eh_runtime.kv import ensure_key_value, read_current_values
 from eh_runtime.stream import EVENTS_STREAM
 
 log = structlog.get_logger(__name__)
@@ -39,6 +39,7 @@ log = structlog.get_logger(__name__)
 STATE_BUCKET: Final = "resource_states"
 _MAX_ATTEMPTS: Final = 25
 _LIST_TIMEOUT_SECONDS: Final = 5.0
+_LISTINGS_AT_ONCE: Final = 4
 
 ResourceKind = Literal["node", "pipeline", "container"]
 
@@ -143,6 +144,7 @@ class ResourceStates:
         self._replicas = replicas
         self._kv: KeyValue | None = None
         self._js: JetStreamContext | None = None
+        self._listings = asyncio.Semaphore(_LISTINGS_AT_ONCE)
 
     async def open(self, js: JetStreamContext) -> None:
         """Create or bind the bucket; run on every (re)connection."""
@@ -178,15 +180,18 @@ class ResourceStates:
         return ResourceState.from_value(key, entry.value, entry.revision)
 
     async def list(self, kind: str = "*") -> list[ResourceState]:
-        """Every resource of one kind (`*`: all), read from the server (not from a cache)."""
-        watcher = await self.kv.watch(f"{kind}.*", ignore_deletes=True)
-        states = []
-        try:
-            while (entry := await watcher.updates(timeout=_LIST_TIMEOUT_SECONDS)) is not None:  # type: ignore[no-untyped-call]
-                if entry.value and entry.revision is not None:
-                    states.append(ResourceState.from_value(entry.key, entry.value, entry.revision))
-        finally:
-            await watcher.stop()  # type: ignore[no-untyped-call]
+        """Every resource of one kind (`*`: all), read from the server (not from a cache).
+
+        Each listing reads through a consumer of its own; a few at a time, so that a burst of
+        listings waits here instead of filling the server's consumer limit.
+        """
+        if self._js is None or not self.connected:
+            raise StoreUnavailable("the resource state bucket is not open yet (not connected to NATS)")
+        async with self._listings:
+            entries = await read_current_values(
+                self._js, STATE_BUCKET, f"{kind}.*", timeout=_LIST_TIMEOUT_SECONDS
+            )
+        states = [ResourceState.from_value(e.key, e.value, e.revision) for e in entries]
         return sorted(states, key=lambda s: (s.kind, s.resource_id))
 
     async def apply(self, event: EventRecord, *, only_from: StatePredicate | None = None) -> TransitionResult:
