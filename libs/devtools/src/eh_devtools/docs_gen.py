@@ -31,10 +31,15 @@ from pydantic_core import PydanticUndefined
 from pydantic_settings import BaseSettings
 
 from eh_devtools.service_catalog import ServiceFacts, service_facts, settings_classes
-from eh_runtime.settings import LoggingSettings, NatsSettings, StreamSettings
+from eh_runtime.settings import HttpServerSettings, LoggingSettings, NatsSettings, StreamSettings
 
-SHARED_GROUPS: Final[tuple[type[BaseSettings], ...]] = (NatsSettings, StreamSettings, LoggingSettings)
-"""Groups every service reads with the same variables (`NATS_*`, `EVENTS_*`, `LOG_*`)."""
+SHARED_GROUPS: Final[tuple[type[BaseSettings], ...]] = (
+    NatsSettings,
+    StreamSettings,
+    LoggingSettings,
+    HttpServerSettings,
+)
+"""Groups every service reads with the same variables (`NATS_*`, `EVENTS_*`, `LOG_*`, `HTTP_*`)."""
 
 _NAMESPACE: Final = "eventhandler_"
 
