@@ -24,6 +24,7 @@ from nats.js.api import StreamInfo
 from nats.js.errors import NotFoundError
 
 from eh_contracts.envelope import parse_events
+from eh_contracts.stored_events import ENVELOPE_HEADER, ENVELOPE_VERSION, MSG_ID_HEADER
 from eh_devtools.nats_server import NatsServer
 from eh_runtime.serve import GracefulServer, server_for
 from eh_runtime.service import Service
@@ -89,12 +90,11 @@ async def events_stream(js: JetStreamContext) -> StreamInfo:
 
 
 async def store_event(js: JetStreamContext, event: dict[str, Any]) -> int:
-    """Store one event exactly as the collector does (validated, on its subject, Nats-Msg-Id);
+    """Store one event exactly as the collector does (validated, on its subject, Nats-Msg-Id, marked);
     returns its stream sequence."""
     (envelope,) = parse_events(json.dumps(event).encode())
-    ack = await js.publish(
-        envelope.subject, envelope.to_json(), stream=EVENTS_STREAM, headers={"Nats-Msg-Id": envelope.id}
-    )
+    headers = {MSG_ID_HEADER: envelope.id, ENVELOPE_HEADER: ENVELOPE_VERSION}
+    ack = await js.publish(envelope.subject, envelope.to_json(), stream=EVENTS_STREAM, headers=headers)
     return ack.seq
 
 

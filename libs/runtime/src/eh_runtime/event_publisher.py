@@ -4,11 +4,13 @@ Shared by every service that stores events (the collector for producers' events,
 alert-evaluator for its alerts), so that all of them deduplicate, expire, time out and count alike.
 
 The event id is sent as `Nats-Msg-Id`, so JetStream itself drops a retry inside the duplicate
-window. Events go out as atomic batches of up to 1,000 (one write, one ack; see `jetstream`).
-JetStream refuses a whole batch that holds an id it already stored, and tells nothing about the
-others; that batch, and any other batch the server refuses, is then published message by message
-with one ack each (`publish_async`), which says per event whether it was new or a duplicate and at
-which sequence. Retries are the rare case, so the fast path is the common one.
+window. Every event is marked `Eh-Envelope: 1` (see `eh_contracts.stored_events`): validated by
+the writer, so readers on a hot path need not check it again. Events go out as atomic batches of
+up to 1,000 (one write, one ack; see `jetstream`). JetStream refuses a whole batch that holds an
+id it already stored, and tells nothing about the others; that batch, and any other batch the
+server refuses, is then published message by message with one ack each (`publish_async`), which
+says per event whether it was new or a duplicate and at which sequence. Retries are the rare
+case, so the fast path is the common one.
 """
 
 import asyncio
@@ -27,6 +29,7 @@ from prometheus_client import Histogram
 
 from eh_contracts.envelope import EventEnvelope
 from eh_contracts.event_types import EventType
+from eh_contracts.stored_events import ENVELOPE_HEADER, ENVELOPE_HEADER_LINE, ENVELOPE_VERSION
 from eh_contracts.subjects import SUBJECT_ROOT, event_subject
 from eh_runtime.connection import NatsConnection
 from eh_runtime.jetstream import (
@@ -63,6 +66,7 @@ _BATCHES_IN_FLIGHT: Final = 8
 # After the server said atomic batches are disabled on the stream, how long to publish one by one
 # before trying again (the stream's provisioning may enable them meanwhile).
 _ATOMIC_RETRY_SECONDS: Final = 30.0
+_VALIDATED_HEADERS: Final = {ENVELOPE_HEADER: ENVELOPE_VERSION}
 
 
 class StoreUnavailable(Exception):
@@ -142,6 +146,7 @@ class EventPublisher:
             payload,
             event_type,
             self._ttl[event_type],
+            ENVELOPE_HEADER_LINE,
         )
 
     def outgoing(self, event_type: str, resource_id: str, event_id: str, payload: bytes) -> OutgoingMessage:
@@ -152,6 +157,7 @@ class EventPublisher:
             payload=payload,
             event_type=event_type,
             ttl_seconds=self._ttl[event_type],
+            header_lines=ENVELOPE_HEADER_LINE,
         )
 
     async def publish(self, events: list[EventEnvelope], payloads: list[bytes]) -> list[PublishOutcome]:
@@ -218,7 +224,7 @@ class EventPublisher:
                         message.subject,
                         message.payload,
                         stream=EVENTS_STREAM,
-                        headers={"Nats-Msg-Id": message.msg_id},
+                        headers=_VALIDATED_HEADERS | {"Nats-Msg-Id": message.msg_id},
                         msg_ttl=message.ttl_seconds,
                     )
                 )

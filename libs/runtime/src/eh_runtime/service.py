@@ -21,7 +21,7 @@ from eh_runtime.connection import ConnectHook, NatsConnection
 from eh_runtime.metrics import metrics_response
 from eh_runtime.request_context import INTERNAL_ERROR, RequestContextMiddleware, error_body
 from eh_runtime.settings import ServiceSettings
-from eh_runtime.stream import EVENTS_STREAM, events_stream_exists
+from eh_runtime.stream import StreamWatch
 
 log = structlog.get_logger(__name__)
 
@@ -40,6 +40,7 @@ class Service:
         self.name = name
         self.settings = settings
         self.nats = NatsConnection(settings.nats, name)
+        self.stream_watch = StreamWatch(self.nats)
         self.stopping = asyncio.Event()
         self._checks: dict[str, ReadinessCheck] = {
             "nats": self._nats_connected,
@@ -81,11 +82,7 @@ class Service:
         return self.nats.last_error or "waiting for NATS"
 
     async def _stream_exists(self) -> str | None:
-        if not self.nats.is_connected:
-            return "unknown while disconnected"
-        if await events_stream_exists(self.nats.jetstream()):
-            return None
-        return f"stream {EVENTS_STREAM} does not exist"
+        return self.stream_watch.problem()
 
     def create_app(
         self,
@@ -107,6 +104,7 @@ class Service:
         async def service_lifespan(app: FastAPI) -> AsyncIterator[None]:
             log.info("starting", nats_url=self.settings.nats.url, port=self.settings.port)
             self.nats.start()
+            self.stream_watch.start()
             try:
                 if lifespan is None:
                     yield
@@ -115,9 +113,12 @@ class Service:
                         yield
             finally:
                 self.request_stop()
+                await self.stream_watch.stop()
                 await self.nats.close(timeout=self.settings.shutdown_timeout.total_seconds())
                 log.info("stopped")
 
+        # Last of the on-connect hooks: readiness sees the stream the others provisioned at once.
+        self.nats.add_hook(self.stream_watch.refresh)
         app = FastAPI(title=title, description=description, lifespan=service_lifespan)
         app.state.service = self
         app.add_middleware(RequestContextMiddleware, routine_routes=frozenset(routine_routes))

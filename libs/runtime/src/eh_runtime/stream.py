@@ -4,7 +4,12 @@ Idempotent and conservative: it never deletes a stream or purges data, and it re
 JetStream cannot make in place (storage type) with a message instead of recreating the stream.
 """
 
-from typing import Final
+import asyncio
+import contextlib
+import math
+import time
+from datetime import datetime
+from typing import TYPE_CHECKING, Final
 
 import structlog
 from nats.js import JetStreamContext
@@ -13,6 +18,9 @@ from nats.js.errors import NotFoundError
 
 from eh_contracts.subjects import ALL_EVENTS_SUBJECT
 from eh_runtime.settings import StreamSettings
+
+if TYPE_CHECKING:
+    from eh_runtime.connection import NatsConnection
 
 log = structlog.get_logger(__name__)
 
@@ -117,3 +125,77 @@ def _normalized(value: object) -> object:
 
 def _describe(config: StreamConfig) -> dict[str, object]:
     return {name: str(getattr(config, name)) for name in _COMPARED_FIELDS}
+
+
+class StreamWatch:
+    """The `EVENTS` stream as last seen, refreshed in the background: readiness answers from this
+    state at once, never from a round trip that a cluster election can stretch past a probe's
+    timeout. It also notices a stream deleted and created again (its creation time changes)."""
+
+    def __init__(self, connection: "NatsConnection", interval: float = 1.0) -> None:
+        self._connection = connection
+        self.interval = interval
+        self.exists: bool | None = None  # None: not known yet
+        self.created: datetime | None = None
+        self._answered_at = -math.inf  # monotonic time of the last answer from JetStream
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="events-stream-watch")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def problem(self) -> str | None:
+        """None when the stream is known to exist, else why the service cannot count on it."""
+        if not self._connection.is_connected:
+            return "unknown while disconnected"
+        if self.exists is None:
+            return "not checked yet"
+        silent = time.monotonic() - self._answered_at
+        if silent > self._stale_after:
+            return f"no answer from JetStream for {silent:.0f}s"
+        return None if self.exists else f"stream {EVENTS_STREAM} does not exist"
+
+    @property
+    def _stale_after(self) -> float:
+        return 2 * self.interval + self._connection.settings.request_timeout.total_seconds()
+
+    async def check(self) -> None:
+        """Ask JetStream once; raises what the request raises (not found is an answer)."""
+        try:
+            info = await self._connection.jetstream().stream_info(EVENTS_STREAM)
+        except NotFoundError:
+            if self.exists:
+                log.error("stream deleted", stream=EVENTS_STREAM)
+            self.exists, self.created = False, None
+        else:
+            if self.created is not None and info.created != self.created:
+                log.warning(
+                    "stream created anew since last seen",
+                    stream=EVENTS_STREAM,
+                    was_created=str(self.created),
+                    created=str(info.created),
+                )
+            self.exists, self.created = True, info.created
+        self._answered_at = time.monotonic()
+
+    async def refresh(self, _connection: object = None) -> None:
+        """Check now, never raising (an on-connect hook: run after the stream is provisioned)."""
+        try:
+            await self.check()
+        except Exception as error:  # no answer: the state goes stale, readiness says so
+            log.debug("stream check failed", error=f"{type(error).__name__}: {error}")
+
+    async def _run(self) -> None:
+        while True:
+            if self._connection.is_connected:
+                await self.refresh()
+                await asyncio.sleep(self.interval)
+            else:
+                await asyncio.sleep(0.05)

@@ -9,15 +9,16 @@ from typing import Final
 from fastapi import FastAPI
 
 from collector import heartbeat_routes, resource_routes, routes
-from collector.heartbeats import Heartbeats
+from collector.heartbeats import HEARTBEAT_BUCKET, Heartbeats
 from collector.ingest import Ingestor
 from collector.nats_ingest import NatsIngestion
-from collector.resource_states import ResourceStates, run_pending_sweeps
+from collector.provisioning import Provisioning, bucket_stream
+from collector.resource_states import STATE_BUCKET, ResourceStates, run_pending_sweeps
 from collector.settings import CollectorSettings
 from eh_runtime.connection import NatsConnection
 from eh_runtime.event_publisher import EventPublisher
 from eh_runtime.service import Service
-from eh_runtime.stream import ensure_events_stream
+from eh_runtime.stream import EVENTS_STREAM, ensure_events_stream
 
 SERVICE_NAME = "collector"
 # A claimed transition whose event is not stored after this long is stored by the sweep.
@@ -41,17 +42,29 @@ def create_app(settings: CollectorSettings | None = None) -> FastAPI:
         await heartbeats.open(js)
         await nats_ingestion.start(connection)
 
-    service.on_connect(provision)
+    provisioning = Provisioning(
+        service.nats,
+        provision,
+        [EVENTS_STREAM, bucket_stream(STATE_BUCKET), bucket_stream(HEARTBEAT_BUCKET)],
+    )
+    service.on_connect(provisioning.provision)
+
+    async def provisioned() -> str | None:
+        return provisioning.problem()
+
+    service.add_readiness_check("provisioning", provisioned)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         sweeps = asyncio.create_task(run_pending_sweeps(states, _PENDING_SWEEP_EVERY, service.stopping))
+        keeping = asyncio.create_task(provisioning.keep(service.stopping), name="collector-provisioning")
         try:
             yield
         finally:
             service.request_stop()
             await nats_ingestion.stop(settings.shutdown_timeout.total_seconds())
             await sweeps
+            await keeping
             await heartbeats.close()
 
     app = service.create_app(

@@ -28,6 +28,12 @@ EVENTS_OVERFLOWED = Counter(
     "eventhandler_edge_events_overflowed",
     "Events queued for clients cut off with stream.overflow; they resume them from Last-Event-ID.",
 )
+MESSAGES_SKIPPED = Counter(
+    "eventhandler_edge_messages_skipped",
+    "Stored messages that are not events (malformed, invalid, wrong_subject, no_id), not sent to "
+    "clients; `reader`: live or history.",
+    ["reason", "reader"],
+)
 FEED_EVENTS = Counter("eventhandler_edge_feed_events", "Events received by this edge's live feed.")
 FEED_LAST_SEQ = Gauge(
     "eventhandler_edge_feed_last_sequence", "Stream sequence of the last event received live."

@@ -6,7 +6,8 @@
 - which sequence was stored first at or after a time (`first_seq_stored_at`: a direct get),
 - the matching events between two sequences (`read`, `read_bursts`: an ordered, flow-controlled
   consumer with several filter subjects, `OrderedRead`; the sink's pace is the consumer's pace,
-  so a slow client slows its own replay and nothing else).
+  so a slow client slows its own replay and nothing else); stored messages that are not events
+  are left out (`stored_message_check`).
 """
 
 import json
@@ -17,6 +18,7 @@ from typing import Final, NamedTuple
 
 import structlog
 from nats.aio.client import Client
+from nats.errors import ConnectionReconnectingError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from prometheus_client import Histogram
@@ -25,6 +27,7 @@ from eh_runtime.jetstream import delete_consumer_nowait
 from eh_runtime.stream import EVENTS_STREAM
 from sse_edge.history.ordered_read import Burst, BurstSink, OrderedRead, StopReading
 from sse_edge.history.sequence_search import locate_last_n
+from sse_edge.stored_message_check import StoredMessageCheck
 from sse_edge.time_window import STORE_CLOCK_END, UNIX_EPOCH, TimeWindow, shifted
 
 log = structlog.get_logger(__name__)
@@ -72,8 +75,17 @@ class JetStreamHistory:
     def __init__(self, client: Client, js: JetStreamContext) -> None:
         self._client = client
         self._js = js
+        self._check = StoredMessageCheck("history")
 
     async def bounds(self) -> JetStreamBounds:
+        """Where the stream begins and ends.
+
+        Raises:
+            ConnectionReconnectingError: at once while disconnected, rather than after the
+                request timeout (a request made then waits for the connection to come back).
+        """
+        if not self._client.is_connected:
+            raise ConnectionReconnectingError
         state = (await self._js.stream_info(EVENTS_STREAM)).state
         return JetStreamBounds(first_seq=state.first_seq, last_seq=state.last_seq)
 
@@ -142,6 +154,7 @@ class JetStreamHistory:
             lambda seq: self.count_from(subjects, seq),
             heartbeat=_READ_HEARTBEAT_SECONDS,
             stall_check=_STALL_CHECK_SECONDS,
+            keep=self._check.sendable_burst,
         )
         return await reading.run()
 
@@ -167,6 +180,7 @@ class JetStreamHistory:
             heartbeat=_READ_HEARTBEAT_SECONDS,
             stall_check=_STALL_CHECK_SECONDS,
             last_per_subject=True,
+            keep=self._check.sendable_burst,
         )
         return await reading.run()
 

@@ -81,6 +81,7 @@ class OrderedRead:
         stall_check: float = 5.0,
         pending_msgs_limit: int = 512 * 1024,
         last_per_subject: bool = False,
+        keep: Callable[[list[Msg], Burst], Burst] | None = None,
     ) -> None:
         self._client = client
         self._js = js
@@ -93,8 +94,10 @@ class OrderedRead:
         self._pending_msgs_limit = pending_msgs_limit
         self._last_per_subject = last_per_subject
         self._skip_below = 0  # a snapshot's new consumer repeats what its predecessor delivered
+        self._keep = keep
         self.next_seq = start_seq
         self.delivered = 0
+        """Events handed over to the sink (messages `keep` left out do not count)."""
         self.restarts = 0
         """How often the consumer was created anew (a gap, lost heartbeats)."""
         self._done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -313,7 +316,9 @@ class OrderedRead:
             burst = [((r := m.reply)[at : r.index(".", at)], m.subject, m.data) for m in msgs]
             if self._skip_below > 1:
                 burst = [event for event in burst if int(event[0]) >= self._skip_below]
-        if burst:
+            if self._keep is not None:
+                burst = self._keep(msgs, burst)
+        if burst:  # the sink never gets an empty burst
             try:
                 pending = self._sink(burst)
             except StopReading:

@@ -128,8 +128,13 @@ def _order_error() -> dict[str, object]:
 
 
 def _page_json(page: list[StoredEvent], after: HistoryCursor | None, last_seq: int | None = None) -> bytes:
-    # The stored envelopes are spliced in as they are, with "seq" first, not parsed and re-dumped.
-    events = b",".join(b'{"seq":%d,%s' % (event.seq, event.data.lstrip()[1:]) for event in page)
+    # The stored envelopes are spliced in as they are, with "seq" first, not parsed and re-dumped:
+    # the history read hands over only events (validated JSON objects, see stored_message_check).
+    events = b",".join(
+        b'{"seq":%d,%s' % (event.seq, data[1:])
+        for event in page
+        if (data := event.data.lstrip())[:1] == b"{" and data[1:].lstrip()[:1] == b'"'
+    )
     following = json.dumps(after.encode() if after else None).encode()
     if last_seq is None:
         return b'{"events":[%s],"next":%s}' % (events, following)

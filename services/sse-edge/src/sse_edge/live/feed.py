@@ -2,7 +2,8 @@
 
 An ordered push consumer (flow-controlled, heartbeats, recreated by nats-py from the last seen
 sequence after a server restart) delivers every new event once to this process; its stream
-sequence becomes the SSE `id:`. Browsers never get a NATS consumer of their own.
+sequence becomes the SSE `id:`. Browsers never get a NATS consumer of their own. A message that
+is not an event (unmarked by our writers and failing the check) is skipped: `stored_message_check`.
 """
 
 from typing import Final
@@ -12,6 +13,7 @@ from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy
 
 from eh_contracts.event_types import EventType
+from eh_contracts.stored_events import ENVELOPE_HEADER, ENVELOPE_VERSION
 from eh_contracts.subjects import ALL_EVENTS_SUBJECT
 from eh_runtime.connection import NatsConnection
 from eh_runtime.jetstream import delivery_position
@@ -20,6 +22,7 @@ from sse_edge.http.sse_frames import event_frame
 from sse_edge.live.fanout import FanoutIndex
 from sse_edge.live.filter_group import FramedEvent
 from sse_edge.metrics import FEED_EVENTS, FEED_LAG, FEED_LAST_SEQ
+from sse_edge.stored_message_check import StoredMessageCheck
 
 log = structlog.get_logger(__name__)
 
@@ -32,6 +35,7 @@ class LiveFeed:
     def __init__(self, index: FanoutIndex) -> None:
         self._index = index
         self._subscribed = False
+        self._check = StoredMessageCheck("live")
 
     @property
     def running(self) -> bool:
@@ -62,6 +66,10 @@ class LiveFeed:
         FEED_EVENTS.inc()
         FEED_LAST_SEQ.set(seq)
         FEED_LAG.set(pending)
+        headers = msg.headers
+        marked = headers is not None and headers.get(ENVELOPE_HEADER) == ENVELOPE_VERSION
+        if not (marked and resource_id) and not self._check.sendable(msg, seq):
+            return
         event = FramedEvent(
             seq,
             event_frame(seq, event_type, msg.data),
