@@ -40,7 +40,7 @@ router = APIRouter(prefix="/api/v1", tags=["ingestion"])
     ),
     responses={
         207: {"description": "Some events accepted; `events` says which, `detail` lists the errors"},
-        400: {"description": "The body is not JSON (or, for NDJSON, has no event)"},
+        400: {"description": "The body is not JSON"},
         413: {
             "description": "The body is larger than COLLECTOR_MAX_BODY_BYTES or holds more events than "
             "COLLECTOR_MAX_EVENTS_PER_BODY"
