@@ -56,6 +56,9 @@ BENCH = Path(__file__).resolve().parent
 RESOURCES = 100
 SCENARIOS = ("fanout", "latency", "idle", "slow")
 SERVERS = ("edge", "baseline", "ceiling")
+# The edge with one of its tricks off, for what the trick buys, next to `edge` in the same run:
+# `edge-asgi-send` writes through uvicorn's ASGI send only (bench/edge_asgi_send.py).
+EDGE_VARIANTS = ("edge-asgi-send",)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -226,7 +229,7 @@ class Run:
 
     def start_server(self, kind: str, rate: float = 0, extra_env: dict[str, str] | None = None) -> Server:
         port = free_port()
-        if kind == "edge":
+        if kind == "edge" or kind in EDGE_VARIANTS:
             env = {
                 "NATS_URL": self.nats_url,
                 "SSE_EDGE_HOST": "127.0.0.1",
@@ -240,6 +243,8 @@ class Run:
                 self.memory_dir.mkdir(parents=True, exist_ok=True)
                 env["EDGE_TRACEMALLOC_DIR"] = str(self.memory_dir)
                 process = self.children.spawn([str(BENCH / "edge_tracemalloc.py")], env)
+            elif kind == "edge-asgi-send":
+                process = self.children.spawn([str(BENCH / "edge_asgi_send.py")], env)
             else:
                 process = self.children.spawn(["-m", "sse_edge"], env)
         elif kind == "baseline":
@@ -705,8 +710,12 @@ def report(rows: list[dict[str, Any]]) -> None:
         )
         return f"| {label}: server CPU per delivery | {shown} | {ratio} | - |"
 
-    def fanout_line(label: str, rate: dict[str, float | None], count: int) -> str:
+    def fanout_line(
+        label: str, rate: dict[str, float | None], count: int, variant: float | None = None
+    ) -> str:
         ratios = []
+        if rate["edge"] and variant:
+            ratios.append(f"{rate['edge'] / variant:.2f}x edge-asgi-send")
         if rate["edge"] and rate["baseline"]:
             ratios.append(f"{rate['edge'] / rate['baseline']:.1f}x baseline")
         elif rate["edge"] and rate["baseline"] == 0:
@@ -729,10 +738,26 @@ def report(rows: list[dict[str, Any]]) -> None:
             f"fan-out deliveries/s, {count} clients, {pattern}, {some['events_per_s_in']:,.0f} ev/s in "
             f"({some['offered_deliveries_per_s']:,.0f}/s offered)"
         )
+        variant = find(
+            scenario="fanout", pattern=pattern, clients=count, nominal_rate=nominal, server="edge-asgi-send"
+        )
         lines.append(
-            fanout_line(label, {k: v["deliveries_per_s"] if v else None for k, v in found.items()}, count)
+            fanout_line(
+                label,
+                {k: v["deliveries_per_s"] if v else None for k, v in found.items()},
+                count,
+                variant["deliveries_per_s"] if variant else None,
+            )
         )
         lines.append(cost_line(f"... {count} clients, {pattern}, {some['events_per_s_in']:,.0f} ev/s", found))
+        if variant and found["edge"] and variant["deliveries_per_s"] and found["edge"]["deliveries_per_s"]:
+            edge_cost = found["edge"]["server_cpu"] / found["edge"]["deliveries_per_s"]
+            variant_cost = variant["server_cpu"] / variant["deliveries_per_s"]
+            lines.append(
+                f"| ... edge-asgi-send (no direct transport writes): {variant['deliveries_per_s']:,.0f}/s, "
+                f"{1e6 * variant_cost:.2f} µs server CPU per delivery | - | - | - | "
+                f"edge's CPU per delivery {edge_cost / variant_cost:.2f}x | - |"
+            )
     for pattern, count in dict.fromkeys((p, c) for p, c, _ in cells):
         levels = [r for r in fanout_rows if r["pattern"] == pattern and r["clients"] == count]
         if len({r["nominal_rate"] for r in levels}) < 2:
@@ -782,6 +807,12 @@ def report(rows: list[dict[str, Any]]) -> None:
             f"| latency p50 / p99 ms (median of {edge[2]}), 100 clients, {pattern}, 10,000 ev/s | "
             f"{shown(edge)} | {shown(base)} | {shown(bare)} | {ratio} | p99 <= 15 ms and <= 3x bare |"
         )
+        variant = latency_of("edge-asgi-send", pattern)
+        if variant:
+            lines.append(
+                f"| ... edge-asgi-send (no direct transport writes), {pattern} | {shown(variant)} | - | - | "
+                f"edge's p99 {edge[1] / variant[1]:.2f}x | - |"
+            )
     row = find(scenario="idle")
     if row:
         lines.append(
@@ -812,7 +843,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short windows and fewer idle connections")
     parser.add_argument("--only", default=",".join(SCENARIOS), help=f"some of {','.join(SCENARIOS)}")
-    parser.add_argument("--servers", default=",".join(SERVERS), help=f"some of {','.join(SERVERS)}")
+    parser.add_argument(
+        "--servers", default=",".join(SERVERS), help=f"some of {','.join(SERVERS + EDGE_VARIANTS)}"
+    )
     parser.add_argument("--idle-connections", type=int, default=None, help="default 15,000 (quick: 2,000)")
     parser.add_argument(
         "--all-offered",
@@ -843,7 +876,7 @@ def main() -> None:
         if name not in SCENARIOS:
             parser.error(f"unknown scenario {name!r}")
     for name in servers:
-        if name not in SERVERS:
+        if name not in SERVERS + EDGE_VARIANTS:
             parser.error(f"unknown server {name!r}")
     if args.report:
         report(json.loads(args.report.read_text()))

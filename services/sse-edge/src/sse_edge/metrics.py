@@ -54,15 +54,18 @@ class WriteStats:
     takes a lock per increment, which cost a third of the writers' time.
     """
 
-    __slots__ = ("bytes", "events", "lag_counts", "lag_sum")
+    __slots__ = ("bytes", "direct", "events", "lag_counts", "lag_sum", "writes")
 
     def __init__(self) -> None:
+        self.writes = 0
+        self.direct = 0  # of the writes: straight to uvicorn's transport (http.uvicorn_transport)
         self.events = 0
         self.bytes = 0
         self.lag_counts = [0] * (len(LAG_BUCKETS) + 1)
         self.lag_sum = 0.0
 
     def record(self, written: int, events: int, oldest_stored_at: float) -> None:
+        self.writes += 1
         self.bytes += written
         if events:
             self.events += events
@@ -71,6 +74,17 @@ class WriteStats:
             self.lag_sum += lag
 
     def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(
+            "eventhandler_edge_writes",
+            "Writes to SSE clients (each holds what was ready).",
+            value=self.writes,
+        )
+        yield CounterMetricFamily(
+            "eventhandler_edge_writes_direct",
+            "Of the writes, those handed straight to uvicorn's transport while the socket kept up; "
+            "the others went through ASGI send. Zero under another server: the fast path is off.",
+            value=self.direct,
+        )
         yield CounterMetricFamily(
             "eventhandler_edge_events_delivered",
             "Live events written to clients (one per client per event).",

@@ -10,7 +10,7 @@ import random
 import time
 import zlib
 from collections.abc import Callable
-from typing import Any, Final, cast
+from typing import Any, Final
 
 import structlog
 from starlette.responses import Response
@@ -19,6 +19,7 @@ from starlette.types import Receive, Scope, Send
 from sse_edge.history.replay import Replay
 from sse_edge.http.detached_response import hand_over
 from sse_edge.http.sse_frames import HEARTBEAT_FRAME, control_frame, retry_frame
+from sse_edge.http.uvicorn_transport import UvicornTransport
 from sse_edge.live.fanout import FanoutIndex
 from sse_edge.live.subscriber import Subscriber, SubscriberClosed
 from sse_edge.metrics import CONNECTIONS, CONNECTIONS_CLOSED, CONNECTIONS_OPENED, WRITES
@@ -65,7 +66,7 @@ class SseResponse(Response):
         self.on_close = on_close
         self.status_code = 200
         self.background = None
-        self._direct: asyncio.Transport | None = None
+        self._direct: UvicornTransport | None = None
         self._compressor = (
             zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, _GZIP_WBITS, _GZIP_MEMLEVEL) if gzip else None
         )
@@ -92,8 +93,11 @@ class SseResponse(Response):
     async def run(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Write the stream until it ends (called below FastAPI's stack: `detached_response`)."""
         client = self.client
-        transport = _transport_of(receive)
-        client.attach_writer(transport.abort if transport is not None else self._cancel_writer(), transport)
+        transport = UvicornTransport.find(receive)
+        if transport is None:
+            client.attach_writer(self._cancel_writer(), None)
+        else:
+            client.attach_writer(transport.abort, transport.transport)
         # The route registered the client in the index before it read the stream's end; from
         # here on the replay fills the history queue and the pump writes what is ready.
         CONNECTIONS.inc()
@@ -113,8 +117,7 @@ class SseResponse(Response):
         del plan
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-            if transport is not None and scope.get("http_version") == "1.1":
-                # HTTP/1.1 without a length: uvicorn writes the body in chunked encoding.
+            if transport is not None and transport.engage():
                 self._direct = transport
             opening, self.opening = self.opening, b""
             await self._write(send, opening)
@@ -183,11 +186,8 @@ class SseResponse(Response):
                 zlib.Z_FINISH if final else zlib.Z_SYNC_FLUSH
             )
         direct = self._direct
-        if direct is not None and not direct.get_write_buffer_size():
-            # The socket has taken everything so far: frame the chunk as uvicorn would and hand it
-            # to the transport, skipping the ASGI send chain (a third of a small write's cost).
-            if not direct.is_closing():
-                direct.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+        if direct is not None and direct.write_chunk(chunk):
+            WRITES.direct += 1
             client.end_write(time.monotonic())
             return
         # Data is waiting in the transport: uvicorn's send waits for it to drain, and the sweeper
@@ -223,18 +223,3 @@ class SseResponse(Response):
         writer = asyncio.current_task()
         assert writer is not None
         return writer.cancel
-
-
-def _transport_of(receive: Receive) -> asyncio.Transport | None:
-    """The socket's transport, where the server lets us find it.
-
-    Under uvicorn, `receive` is a method of the request cycle that owns the transport. With it the
-    sweeper sees a closed socket without a task waiting on `receive`, and aborts a stalled one,
-    which frees the socket and its buffers at once (a graceful close would wait for a reader that
-    does not read).
-    """
-    transport = getattr(getattr(receive, "__self__", None), "transport", None)
-    # Duck-typed: uvloop's transports have the methods but do not derive from asyncio.Transport.
-    if callable(getattr(transport, "abort", None)) and callable(getattr(transport, "is_closing", None)):
-        return cast(asyncio.Transport, transport)
-    return None
