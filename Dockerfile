@@ -28,6 +28,7 @@ WORKDIR /src
 COPY pyproject.toml uv.lock ./
 COPY libs libs
 COPY services services
+COPY tools tools
 
 # One virtualenv per service. --no-editable installs the workspace packages themselves (not links
 # to /src), so the runtime stage copies /app/.venv alone. --frozen: the lock is the truth.

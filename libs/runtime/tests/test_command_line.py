@@ -21,7 +21,7 @@ def test_variables_come_from_the_model_with_nested_groups_and_defaults_as_writte
         SettingsVariable("TOY_WAIT", "5m", "How long to wait."),
         SettingsVariable("TOY_SIZE", "1MiB", ""),
         SettingsVariable("TOY_NAME", "", ""),
-        SettingsVariable("LOG_LEVEL", "info", ""),
+        SettingsVariable("LOG_LEVEL", "info", "The least severe log lines written."),
         SettingsVariable("LOG_FORMAT", "json", "json for machines (the default), console for a terminal."),
     ]
 
