@@ -84,3 +84,14 @@ async def test_reload_keeps_pending_state_and_resolves_alerts_of_removed_rules(
         status = await wait_for(client, committed=seq)
         assert status["role"] == "active"
         assert summary(await stored(js))[3:] == [("high_cpu:node-1", "resolved", iso(3))]
+
+
+async def test_clients_see_the_rules_file_name_not_its_path(nats_url, events_stream, tmp_path):
+    path = write_rules(tmp_path / "farm-rules.yaml", CPU_RULE)
+    async with serving(create_app(settings_for(nats_url, path))) as client:
+        rules = await client.get("/api/v1/rules")
+        status = await client.get("/api/v1/status")
+    assert rules.json()["source"] == "farm-rules.yaml"
+    assert status.json()["rules"]["source"] == "farm-rules.yaml"
+    assert str(tmp_path) not in rules.text
+    assert str(tmp_path) not in status.text

@@ -31,8 +31,8 @@ def create_app(settings: EvaluatorSettings | None = None) -> FastAPI:
     log.info("rules loaded", file=rules.source, rules=len(rules.rules), checksum=rules.checksum)
     supervisor.record(
         "info",
-        f"rules loaded from {rules.source}: {len(rules.rules)} rule(s)",
-        {"file": rules.source, "checksum": rules.checksum, "rules": sorted(r.name for r in rules.rules)},
+        f"rules loaded from {rules.file_name}: {len(rules.rules)} rule(s)",
+        {"file": rules.file_name, "checksum": rules.checksum, "rules": sorted(r.name for r in rules.rules)},
     )
 
     async def start_supervisor(_connection: NatsConnection) -> None:

@@ -41,7 +41,7 @@ class EvaluatorStatus:
             "position": step.position if step is not None else 0,
             "committed": step.committed if step is not None else 0,
             "stream_time": _iso(step.engine.stream_time) if step is not None else None,
-            "rules": {"source": rules.source, "checksum": rules.checksum, "count": len(rules.rules)},
+            "rules": {"source": rules.file_name, "checksum": rules.checksum, "count": len(rules.rules)},
             "alerts": step.engine.counts() if step is not None else None,
             "last_error": supervisor.last_error,
             "last_close": supervisor.last_close.value if supervisor.last_close is not None else None,

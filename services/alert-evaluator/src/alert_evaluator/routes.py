@@ -38,7 +38,7 @@ async def alerts(view: Status) -> dict[str, Any]:
 async def rules(view: Status) -> dict[str, Any]:
     current = view.rules
     return {
-        "source": current.source,
+        "source": current.file_name,
         "checksum": current.checksum,
         "rules": [rule.describe() for rule in current.rules],
     }

@@ -11,6 +11,7 @@ import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import PurePath
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
@@ -135,6 +136,11 @@ class RuleSet:
     checksum: str
     by_name: Mapping[str, AlertRule] = field(init=False, compare=False)
     by_type: Mapping[str, tuple[AlertRule, ...]] = field(init=False, compare=False)
+
+    @property
+    def file_name(self) -> str:
+        """The rules file's name without its directory: what clients see (the path is for logs)."""
+        return PurePath(self.source).name
 
     def __post_init__(self) -> None:
         by_type: dict[str, list[AlertRule]] = {}
