@@ -107,3 +107,14 @@ async def test_more_events_than_the_limit_are_refused_before_they_are_judged(cou
 async def test_the_limit_itself_is_accepted():
     assert len((await read_json(json.dumps([METRICS] * LIMIT).encode(), LIMIT)).events) == LIMIT
     assert len((await read_ndjson(ndjson(*[METRICS] * LIMIT), LIMIT)).rejected) == 0
+
+
+async def test_what_only_the_exact_schema_accepts_is_accepted_too():
+    """The fast schema takes only times already in UTC; an offset goes through the exact one."""
+    offset = METRICS | {"timestamp": "2024-03-20T12:00:00+02:00"}
+    single = await read_json(json.dumps(offset).encode(), LIMIT)
+    batch = await read_json(json.dumps([METRICS, offset]).encode(), LIMIT)
+    lines = await read_ndjson(ndjson(offset, METRICS), LIMIT)
+    for intake in (single, batch, lines):
+        assert intake.rejected == {}
+        assert {e.timestamp.isoformat() for e in intake.events.values()} >= {"2024-03-20T10:00:00+00:00"}
