@@ -112,12 +112,14 @@ def test_a_missing_file_is_reported():
         ('new_state == "ofline"', NodeStatus, "'ofline' is not a possible value of new_state"),
         ("new_state > 3", NodeStatus, "new_state is text and 3 is a number"),
         ('new_state > "offline"', NodeStatus, "text is compared with == or !="),
-        ("cpu.usage >", NodeMetrics, "expected a field, a number or a string, found the end (column 12)"),
-        ("cpu.usage 80", NodeMetrics, "expected a comparison"),
+        ("cpu.usage >", NodeMetrics, "expected a field, a number, a string or '(', found the end (column 12)"),
+        ("cpu.usage 80", NodeMetrics, "unexpected '80' (column 11)"),
         ("cpu.usage > 80 $", NodeMetrics, "unexpected character '$' (column 16)"),
         ("(cpu.usage > 1", NodeMetrics, "expected ')', found the end"),
-        ("details.ip == 'x'", NodeStatus, "details.ip is not a number or a text value"),
-        ("__import__('os') > 1", NodeMetrics, "expected a comparison (> >= < <= == != in), found '('"),
+        ("details == 'x'", NodeStatus, "details is a section, not a value; use one of: details.ip"),
+        ("__import__('os') > 1", NodeMetrics, "unknown function '__import__'; known: has (column 1)"),
+        ("cpu.usage + 1", NodeMetrics, "gives a number, not true or false"),
+        ("new_state && true", NodeStatus, "a condition is expected here, but new_state is text"),
     ],
 )
 def test_invalid_conditions_are_explained(condition, model, message):
@@ -140,6 +142,13 @@ def test_conditions_combine_compute_and_answer_no_data_when_a_value_is_missing()
     assert exited.holds({"new_state": "running"}) is False  # known false even without exit_code
     assert exited.holds({"new_state": "exited", "exit_code": True}) is None  # a bool is not a number
     assert (exited.threshold, exited.fields) == (0, ("exit_code", "new_state"))
+    # The same language as the edge's filters: CEL's && || ! beside the older and/or/not.
+    cel = compile_condition('new_state in ["stopped", "exited"] && !(exit_code == 0)', ContainerStatus)
+    assert cel.holds({"new_state": "exited", "exit_code": 2}) is True
+    assert cel.holds({"new_state": "exited", "exit_code": 0}) is False
+    gpu = compile_condition("has(gpu.temperature) && gpu.temperature > 85", NodeMetrics)
+    assert gpu.holds({"gpu": {"usage": 1}}) is False  # no temperature: known false, not no data
+    assert gpu.holds({"gpu": {"usage": 1, "temperature": 90}}) is True
 
 
 def test_templates_write_numbers_as_people_do():

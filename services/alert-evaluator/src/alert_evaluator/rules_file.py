@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from alert_evaluator.condition_syntax import ConditionError
+from alert_evaluator.conditions import ConditionError
 from alert_evaluator.rules import (
     AlertRule,
     RuleSet,
