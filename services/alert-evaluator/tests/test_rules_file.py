@@ -112,7 +112,11 @@ def test_a_missing_file_is_reported():
         ('new_state == "ofline"', NodeStatus, "'ofline' is not a possible value of new_state"),
         ("new_state > 3", NodeStatus, "new_state is text and 3 is a number"),
         ('new_state > "offline"', NodeStatus, "text is compared with == or !="),
-        ("cpu.usage >", NodeMetrics, "expected a field, a number, a string or '(', found the end (column 12)"),
+        (
+            "cpu.usage >",
+            NodeMetrics,
+            "expected a field, a number, a string or '(', found the end (column 12)",
+        ),
         ("cpu.usage 80", NodeMetrics, "unexpected '80' (column 11)"),
         ("cpu.usage > 80 $", NodeMetrics, "unexpected character '$' (column 16)"),
         ("(cpu.usage > 1", NodeMetrics, "expected ')', found the end"),

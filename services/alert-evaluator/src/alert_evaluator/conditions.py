@@ -19,7 +19,16 @@ from typing import Any, TypeAlias
 from pydantic import BaseModel
 
 from eh_contracts.expressions import ExpressionError, compile_expression, compile_value, payload_scope
-from eh_contracts.expressions.syntax import ORDERINGS, Binary, ListLiteral, Literal_, Logical, Node, Unary, unparse
+from eh_contracts.expressions.syntax import (
+    ORDERINGS,
+    Binary,
+    ListLiteral,
+    Literal_,
+    Logical,
+    Node,
+    Unary,
+    unparse,
+)
 
 ConditionError = ExpressionError
 Data: TypeAlias = dict[str, Any]

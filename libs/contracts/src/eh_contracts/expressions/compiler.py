@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
-from eh_contracts.expressions.field_types import BOOL, DYN, LIST, NULL, NUMBER, STRING, FieldType, Kind
+from eh_contracts.expressions.field_types import BOOL, NULL, NUMBER, STRING, FieldType, Kind
 from eh_contracts.expressions.syntax import (
     DEFAULT_LIMITS,
     ORDERINGS,
@@ -52,7 +52,9 @@ class _Error:
 
 ERROR: Final = _Error()
 _NUMBERS: Final = frozenset({int, float})
-_ANY: Final = frozenset({int, float, str, bool, type(None), dict, list})  # what JSON decodes to  # type(True) is bool: never a number here
+_ANY: Final = frozenset(
+    {int, float, str, bool, type(None), dict, list}
+)  # what JSON decodes to  # type(True) is bool: never a number here
 _LOOKUP_ERRORS: Final = (KeyError, TypeError, IndexError)
 _ORDER: Final[dict[str, Callable[[Any, Any], bool]]] = {
     "<": operator.lt,
@@ -196,7 +198,9 @@ class Compiler:
         getter, kind = self.compile(node)
         if not kind.allows(Kind.BOOL):
             raise ExpressionError(
-                f"a condition is expected here, but {describe(node)} is {kind.describe()}", node.column, "type"
+                f"a condition is expected here, but {describe(node)} is {kind.describe()}",
+                node.column,
+                "type",
             )
         return getter
 
@@ -291,14 +295,15 @@ class Compiler:
     def membership(self, node: Binary) -> tuple[Getter, FieldType]:
         if not isinstance(node.right, ListLiteral):
             raise ExpressionError(
-                "'in' takes a list of values, such as x in [\"a\", \"b\"]", node.right.column, "type"
+                '\'in\' takes a list of values, such as x in ["a", "b"]', node.right.column, "type"
             )
         left, left_kind = self.compile(node.left)
         for item in node.right.items:
             item_kind = literal_kind(item.value)
             if not left_kind.dynamic and item.value is not None and not (left_kind.kinds & item_kind.kinds):
                 raise ExpressionError(
-                    f"{describe(node.left)} is {left_kind.describe()}, {describe(item)} is {item_kind.describe()}",
+                    f"{describe(node.left)} is {left_kind.describe()}, "
+                    f"{describe(item)} is {item_kind.describe()}",
                     item.column,
                     "type",
                 )
@@ -312,7 +317,6 @@ def describe(node: Node) -> str:
 
 def _a(kind: Kind) -> str:
     return {"number": "numbers", "string": "text", "bool": "true or false"}.get(kind.value, kind.value)
-
 
 
 # --- closures ----------------------------------------------------------------------------------
@@ -340,8 +344,7 @@ def python_types(kind: FieldType) -> frozenset[type] | None:
 def path_getter(path: tuple[str, ...], allowed: frozenset[type] | None = None) -> Getter:
     """The value at `path`, or ERROR when the event does not have it, or (given `allowed`) has
     a value of another type than the model says: a malformed event is no data, never a match."""
-    if allowed is None:
-        allowed = _ANY
+    types = _ANY if allowed is None else allowed
     if len(path) == 1:
         (a,) = path
 
@@ -350,7 +353,7 @@ def path_getter(path: tuple[str, ...], allowed: frozenset[type] | None = None) -
                 value = root[a]
             except _LOOKUP_ERRORS:
                 return ERROR
-            return value if type(value) in allowed else ERROR
+            return value if type(value) in types else ERROR
 
         return get1
     if len(path) == 2:
@@ -361,7 +364,7 @@ def path_getter(path: tuple[str, ...], allowed: frozenset[type] | None = None) -
                 value = root[a][b]
             except _LOOKUP_ERRORS:
                 return ERROR
-            return value if type(value) in allowed else ERROR
+            return value if type(value) in types else ERROR
 
         return get2
     if len(path) == 3:
@@ -372,7 +375,7 @@ def path_getter(path: tuple[str, ...], allowed: frozenset[type] | None = None) -
                 value = root[a][b][c]
             except _LOOKUP_ERRORS:
                 return ERROR
-            return value if type(value) in allowed else ERROR
+            return value if type(value) in types else ERROR
 
         return get3
 
@@ -383,7 +386,7 @@ def path_getter(path: tuple[str, ...], allowed: frozenset[type] | None = None) -
                 value = value[key]
         except _LOOKUP_ERRORS:
             return ERROR
-        return value if type(value) in allowed else ERROR
+        return value if type(value) in types else ERROR
 
     return get
 
@@ -551,7 +554,9 @@ def ordering(compare: Callable[[Any, Any], bool], left: Getter, right: Getter) -
     return check
 
 
-def field_ordering(path: tuple[str, ...], compare: Callable[[Any, Any], bool], constant: LiteralValue) -> Getter:
+def field_ordering(
+    path: tuple[str, ...], compare: Callable[[Any, Any], bool], constant: LiteralValue
+) -> Getter:
     """`field <op> constant`, the shape of most filters and alert rules: the type check of the
     comparison is the only one (a value of another type is an error either way)."""
     get = path_getter(path)
@@ -565,7 +570,7 @@ def field_ordering(path: tuple[str, ...], compare: Callable[[Any, Any], bool], c
 
         def greater(root: Root) -> Any:
             value = get(root)
-            return value > constant if type(value) in kinds else ERROR  # type: ignore[operator]
+            return value > constant if type(value) in kinds else ERROR
 
         return greater
 
@@ -620,5 +625,3 @@ def compile_value(node: Node, scope: FieldType) -> tuple[Callable[[Root], Any], 
         return None if result is ERROR else result
 
     return value, kind
-
-

@@ -94,7 +94,7 @@ def merge(a: FieldType, b: FieldType) -> FieldType:
     fields: dict[str, FieldType] | None
     if a.fields is None and b.fields is None:
         fields = None
-    elif Kind.MAP in a.kinds and a.fields is None or Kind.MAP in b.kinds and b.fields is None:
+    elif (Kind.MAP in a.kinds and a.fields is None) or (Kind.MAP in b.kinds and b.fields is None):
         fields = None  # one side takes any key: so does the union
     else:
         fields = dict(a.fields or {})

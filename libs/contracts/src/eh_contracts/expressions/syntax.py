@@ -137,7 +137,8 @@ _ESCAPES: Final = {"\\": "\\", '"': '"', "'": "'", "n": "\n", "t": "\t", "r": "\
 _ESCAPE_RE: Final = re.compile(r"\\(u[0-9a-fA-F]{4}|.)")
 _LITERAL_NAMES: Final[dict[str, LiteralValue]] = {"true": True, "false": False, "null": None}
 # Legacy alert-rule spelling (`a and not b`): accepted only where the caller asks for it.
-_LEGACY_WORDS: Final = {"and": "&&", "or": "||", "not": "!"}
+# `not` binds looser than a comparison there (`not a > 1` is `!(a > 1)`): it keeps its own token.
+_LEGACY_WORDS: Final = {"and": "&&", "or": "||", "not": "not"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,7 +239,16 @@ class _Parser:
         return self.logical("||", self.conjunction)
 
     def conjunction(self) -> Node:
-        return self.logical("&&", self.relation)
+        return self.logical("&&", self.negation)
+
+    def negation(self) -> Node:
+        token = self.token
+        if self.take("not"):  # only in legacy_words mode
+            self.enter(token)
+            operand = self.negation()
+            self.nesting -= 1
+            return self.bounded(Unary("!", operand, token.column, operand.depth + 1))
+        return self.relation()
 
     def logical(self, op: str, operand: Callable[[], Node]) -> Node:
         first = operand()
@@ -256,7 +266,9 @@ class _Parser:
             token = self.token
             self.at += 1
             right = self.list_literal() if token.text == "in" and self.token.text == "[" else self.sum()
-            node = self.bounded(Binary(token.text, node, right, token.column, max(node.depth, right.depth) + 1))
+            node = self.bounded(
+                Binary(token.text, node, right, token.column, max(node.depth, right.depth) + 1)
+            )
         return node
 
     def sum(self) -> Node:
@@ -271,7 +283,9 @@ class _Parser:
             token = self.token
             self.at += 1
             right = operand()
-            node = self.bounded(Binary(token.text, node, right, token.column, max(node.depth, right.depth) + 1))
+            node = self.bounded(
+                Binary(token.text, node, right, token.column, max(node.depth, right.depth) + 1)
+            )
         return node
 
     def unary(self) -> Node:
@@ -343,12 +357,16 @@ class _Parser:
             return inner
         if token.text == "[":
             return self.list_literal()
-        raise ExpressionError(f"expected a field, a number, a string or '(', found {self.shown()}", token.column)
+        raise ExpressionError(
+            f"expected a field, a number, a string or '(', found {self.shown()}", token.column
+        )
 
     def call(self, name: _Token) -> Node:
         if name.text != "has":
             if name.text in STRING_METHODS:
-                raise ExpressionError(f"{name.text} is called on a string: field.{name.text}(...)", name.column)
+                raise ExpressionError(
+                    f"{name.text} is called on a string: field.{name.text}(...)", name.column
+                )
             raise ExpressionError(f"unknown function {name.text!r}; known: has", name.column)
         self.expect("(", "'('")
         argument = self.member()
@@ -364,7 +382,9 @@ class _Parser:
             while True:
                 item = self.unary()
                 if not isinstance(item, Literal_):
-                    raise ExpressionError("a list holds numbers, strings, true, false or null only", item.column)
+                    raise ExpressionError(
+                        "a list holds numbers, strings, true, false or null only", item.column
+                    )
                 items.append(item)
                 if len(items) > self.limits.max_list_values:
                     raise ExpressionError(
