@@ -1,10 +1,13 @@
 """The alert life cycle, in event time, without NATS."""
 
+import dataclasses
+
 import pytest
 from rules_helpers import CONTAINER_RULE, CPU_RULE, OFFLINE_RULE, at, rules
 
 from alert_evaluator.alert_state import AlertEntry, Phase
 from alert_evaluator.engine import AlertEngine, ResourceClock
+from alert_evaluator.rules import RuleSet
 
 
 def cpu(usage: float) -> dict:
@@ -163,10 +166,29 @@ def test_an_event_whose_data_makes_a_condition_raise_changes_nothing():
     memory_rule = CPU_RULE.replace("high_cpu", "high_memory").replace(
         "cpu.usage > 80", "memory.used / memory.total * 100 > 90"
     )
-    engine = AlertEngine(rules(CPU_RULE, memory_rule))
+    loaded = rules(CPU_RULE, memory_rule)
+    # Compiled conditions do not raise on data (the issue's 401-digit integer overflows the
+    # division: no data); a condition that raises all the same must leave nothing half-applied.
+    huge = 10**400
+    assert loaded.by_name["high_memory"].condition.holds({"memory": {"used": huge, "total": 3}}) is None
+
+    def raising_on_memory(original):
+        def read(data: dict):
+            if "memory" in data:
+                raise OverflowError("int too large to convert to float")
+            return original(data)
+
+        return read
+
+    memory = loaded.by_name["high_memory"]
+    condition = memory.condition
+    raising = dataclasses.replace(
+        condition, holds=raising_on_memory(condition.holds), value=raising_on_memory(condition.value)
+    )
+    memory = dataclasses.replace(memory, condition=raising)
+    engine = AlertEngine(RuleSet((loaded.by_name["high_cpu"], memory), loaded.source, loaded.checksum))
     feed(engine, [(0, 85)])
     engine.take_changes()
-    huge = 10**400  # the issue's 401-digit integer: the division raises OverflowError
     with pytest.raises(OverflowError):
         engine.observe(
             "node_metrics", "node-001", at(1), {"cpu": {"usage": 10}, "memory": {"used": huge, "total": 3}}
