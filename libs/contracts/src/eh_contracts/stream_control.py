@@ -31,6 +31,14 @@ class StreamReady(ControlEvent):
         default=False, description="The latest event of every matching type and resource comes first."
     )
     last_seq: int = Field(description="The stream's last sequence when this stream opened.")
+    filter: str | None = Field(
+        default=None, description="The filter expression (`filter=`) events must satisfy, if any."
+    )
+    subscription_id: str | None = Field(
+        default=None,
+        description="Names this stream for `PATCH /api/v1/subscriptions/{id}` (change its filters live); "
+        "unguessable, known only to this stream's client.",
+    )
 
 
 class StreamGap(ControlEvent):
@@ -45,6 +53,19 @@ class StreamCaughtUp(ControlEvent):
     """History (or the snapshot) is done: every event after this one is live."""
 
     last_seq: int
+
+
+class StreamFiltersChanged(ControlEvent):
+    """The stream's filters were changed (`PATCH /api/v1/subscriptions/{id}`): every event before
+    this one matched the old filters, every event after it matches the new ones."""
+
+    subscription_id: str
+    from_seq: int = Field(
+        description="The first stream sequence the new filters apply to; events before it were "
+        "filtered by the old ones and are not sent again."
+    )
+    filters: StreamFilters
+    filter: str | None = Field(default=None, description="The filter expression now in force, if any.")
 
 
 class StreamEnd(ControlEvent):
@@ -71,6 +92,7 @@ CONTROL_EVENTS: Final[dict[str, type[ControlEvent]]] = {
     "stream.ready": StreamReady,
     "stream.gap": StreamGap,
     "stream.caught_up": StreamCaughtUp,
+    "stream.filters_changed": StreamFiltersChanged,
     "stream.end": StreamEnd,
     "stream.overflow": StreamOverflow,
     "stream.shutdown": StreamShutdown,

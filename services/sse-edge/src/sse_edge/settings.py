@@ -3,6 +3,7 @@ from datetime import timedelta
 from pydantic import ByteSize, Field
 from pydantic_settings import SettingsConfigDict
 
+from eh_contracts.expressions import ExpressionLimits
 from eh_runtime.settings import Duration, ServiceSettings
 
 
@@ -26,6 +27,15 @@ class EdgeSettings(ServiceSettings):
     max_filter_values: int = Field(
         default=500, ge=1, description="Most values one filter parameter (type, resource_id) may list."
     )
+    filter_max_length: int = Field(
+        default=2_000, ge=1, le=100_000, description="Most characters of one filter expression (filter=)."
+    )
+    filter_max_depth: int = Field(
+        default=24, ge=1, le=100, description="Deepest nesting of one filter expression."
+    )
+    filter_max_list_values: int = Field(
+        default=100, ge=1, le=10_000, description="Most values of one list in a filter expression."
+    )
     gzip: bool = Field(
         default=True,
         description="Compress streams for clients that send Accept-Encoding: gzip (flushed per write).",
@@ -48,3 +58,7 @@ class EdgeSettings(ServiceSettings):
         default=timedelta(seconds=30),
         description="How far an event's own timestamp may lag its store time; widens time-range seeks.",
     )
+
+    @property
+    def filter_limits(self) -> ExpressionLimits:
+        return ExpressionLimits(self.filter_max_length, self.filter_max_depth, self.filter_max_list_values)

@@ -25,6 +25,7 @@ from prometheus_client import Histogram
 
 from eh_runtime.jetstream import delete_consumer_nowait
 from eh_runtime.stream import EVENTS_STREAM
+from sse_edge.event_selection import EventSelection
 from sse_edge.history.ordered_read import Burst, BurstSink, OrderedRead, StopReading
 from sse_edge.history.sequence_search import locate_last_n
 from sse_edge.stored_message_check import StoredMessageCheck
@@ -185,13 +186,22 @@ class JetStreamHistory:
         return await reading.run()
 
     async def latest_per_subject(
-        self, subjects: Sequence[str], end_seq: int, n: int, *, after_seq: int = 0
+        self,
+        subjects: Sequence[str],
+        end_seq: int,
+        n: int,
+        *,
+        after_seq: int = 0,
+        selection: EventSelection | None = None,
     ) -> list[StoredEvent]:
-        """Up to `n` events of the snapshot up to `end_seq` (`read_latest_bursts`), after `after_seq`."""
+        """Up to `n` events of the snapshot up to `end_seq` (`read_latest_bursts`), after `after_seq`,
+        those `selection` keeps."""
         found: list[StoredEvent] = []
 
         def collect(burst: Burst) -> None:
             for seq, subject, data in burst:
+                if selection is not None and not selection.contains(data):
+                    continue
                 found.append(StoredEvent(int(seq), subject, data))
                 if len(found) >= n:
                     raise StopReading
@@ -228,13 +238,13 @@ class JetStreamHistory:
         return low, high
 
     async def earliest(
-        self, subjects: Sequence[str], window: TimeWindow, low: int, high: int, n: int
+        self, subjects: Sequence[str], selection: EventSelection, low: int, high: int, n: int
     ) -> list[StoredEvent]:
-        """The first `n` matching events of `low..high` whose timestamp is in `window`."""
+        """The first `n` events of `low..high` on `subjects` that `selection` keeps."""
         found: list[StoredEvent] = []
 
         def collect(seq: int, subject: str, data: bytes) -> None:
-            if window.contains(data):
+            if selection.contains(data):
                 found.append(StoredEvent(seq, subject, data))
                 if len(found) >= n:
                     raise StopReading
@@ -243,12 +253,13 @@ class JetStreamHistory:
         return found
 
     async def latest(
-        self, subjects: Sequence[str], window: TimeWindow, low: int, high: int, n: int
+        self, subjects: Sequence[str], selection: EventSelection, low: int, high: int, n: int
     ) -> list[StoredEvent]:
-        """The last `n` matching events of `low..high` whose timestamp is in `window`, oldest first.
+        """The last `n` events of `low..high` on `subjects` that `selection` keeps, oldest first.
 
         The start is located by counting probes (`locate_last_n`), not by reading everything that
-        matches. Events outside the time window (stored within the skew allowance) do not count,
+        matches. Events outside the time window (stored within the skew allowance) or that the
+        filter expression rejects do not count,
         so the search widens backwards until `n` are found or the range is exhausted.
         """
         kept: list[StoredEvent] = []
@@ -258,15 +269,15 @@ class JetStreamHistory:
                 lambda seq: self.count_from(subjects, seq), low, high, n - len(kept), beyond=beyond
             )
             batch: list[StoredEvent] = []
-            await self.read(subjects, start.seq, high, _collector(batch, window))
+            await self.read(subjects, start.seq, high, _collector(batch, selection))
             kept = batch + kept
             high = start.seq - 1
         return kept[-n:]
 
 
-def _collector(batch: list[StoredEvent], window: TimeWindow) -> EventSink:
+def _collector(batch: list[StoredEvent], selection: EventSelection) -> EventSink:
     def collect(seq: int, subject: str, data: bytes) -> None:
-        if window.contains(data):
+        if selection.contains(data):
             batch.append(StoredEvent(seq, subject, data))
 
     return collect

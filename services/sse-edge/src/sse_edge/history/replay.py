@@ -93,7 +93,7 @@ class Replay:
         if query.snapshot:
             return await self._read_snapshot(client, bounds.last_seq)
         if query.limit is not None:
-            latest = await history.latest(self.subjects, query.window, low, high, query.limit)
+            latest = await history.latest(self.subjects, query.selection, low, high, query.limit)
             for event in latest:
                 await client.push_history(event_frame(event.seq, event.event_type, event.data))
             return latest[-1].seq if latest else None
@@ -103,16 +103,16 @@ class Replay:
         return None
 
     async def _read_range(self, client: Subscriber, start: int, end: int) -> int | None:
-        """Every matching event of `start..end` in the time window, straight to the client."""
-        window = self.query.window
+        """Every event of `start..end` the query keeps (time window, filter), straight to the client."""
+        selection = self.query.selection
         frames = BurstFrames()
         last: str | None = None
 
         def sink(burst: Burst) -> Awaitable[None] | None:
             # Once per burst of events, not per event: one chunk for the client's queue.
             nonlocal last
-            if window.bounded:
-                burst = [event for event in burst if window.contains(event[2])]
+            if selection.bounded:
+                burst = [event for event in burst if selection.contains(event[2])]
                 if not burst:
                     return None
             last = burst[-1][0]
@@ -124,12 +124,17 @@ class Replay:
         return None if last is None else int(last)
 
     async def _read_snapshot(self, client: Subscriber, end: int) -> int | None:
-        """The latest matching event of every subject up to `end`, straight to the client."""
+        """The latest event of every subject up to `end`, if the filter keeps it, to the client."""
         frames = BurstFrames()
         last: str | None = None
+        selection = self.query.selection
 
         def sink(burst: Burst) -> Awaitable[None] | None:
             nonlocal last
+            if selection.bounded:
+                burst = [event for event in burst if selection.contains(event[2])]
+                if not burst:
+                    return None
             last = burst[-1][0]
             chunk = frames(burst)
             return None if client.push_history_nowait(chunk) else client.push_history(chunk)

@@ -10,9 +10,11 @@ from typing import Any, Final
 
 from fastapi import HTTPException
 
+from eh_contracts.expressions import CompiledExpression
 from eh_contracts.payloads import RFC3339_PATTERN
 from eh_contracts.subjects import SubjectFilter
 from eh_runtime.service import error_detail
+from sse_edge.event_selection import EventSelection
 from sse_edge.time_window import TimeWindow
 
 MAX_REPLAY_LIMIT: Final = 10_000
@@ -34,6 +36,13 @@ class EventQuery:
     resume_after: int | None = None
     snapshot: bool = False
     """First the latest stored event of every matching (type, resource), then live."""
+    expression: CompiledExpression | None = None
+    """`filter=`: what each event must satisfy beyond its type and resource."""
+
+    @property
+    def selection(self) -> EventSelection:
+        """What the query keeps of the stored events its subjects select."""
+        return EventSelection(self.window, self.expression)
 
     def ends_by(self, now: datetime) -> bool:
         """True for a bounded query: its end time has already passed."""
@@ -49,6 +58,7 @@ class EventQuery:
             "limit": self.limit if self.resume_after is None else None,
             "resume_after": self.resume_after,
             "snapshot": self.snapshot,
+            "filter": self.expression.text if self.expression else None,
         }
 
 
@@ -95,6 +105,7 @@ def parse_event_query(
     limit: int | None,
     resume_after: int | None,
     snapshot: str | None = None,
+    expression: CompiledExpression | None = None,
 ) -> EventQuery:
     start = parse_time("start_time", start_time)
     end = parse_time("end_time", end_time)
@@ -103,14 +114,16 @@ def parse_event_query(
     wants_snapshot = parse_snapshot(snapshot)
     if resume_after is not None:
         # On resume the client already has everything up to its id: only end_time still applies.
-        return EventQuery(subject_filter, TimeWindow(end=end), None, resume_after)
+        return EventQuery(subject_filter, TimeWindow(end=end), None, resume_after, expression=expression)
     if wants_snapshot and (start is not None or end is not None or limit is not None):
         raise _invalid(
             "snapshot",
             "snapshot=latest takes no start_time, end_time or limit: it is the latest event of every "
             "matching type and resource, whatever its time",
         )
-    return EventQuery(subject_filter, TimeWindow(start=start, end=end), limit, None, wants_snapshot)
+    return EventQuery(
+        subject_filter, TimeWindow(start=start, end=end), limit, None, wants_snapshot, expression
+    )
 
 
 def parse_snapshot(value: str | None) -> bool:

@@ -10,6 +10,7 @@ from sse_edge.history.jetstream_history import JetStreamBounds, JetStreamHistory
 from sse_edge.history.replay import Replay
 from sse_edge.http.dependencies import ConnectionLimitsDep, FanoutDep, HistoryDep, ServiceDep, SettingsDep
 from sse_edge.http.event_query import MAX_REPLAY_LIMIT, EventQuery, parse_event_query, parse_last_event_id
+from sse_edge.http.filter_expression import FILTER_DESCRIPTION, parse_filter
 from sse_edge.http.query_filters import subject_filter_from_query
 from sse_edge.http.sse_frames import control_frame, retry_frame
 from sse_edge.http.sse_response import SseResponse
@@ -81,6 +82,7 @@ async def subscribe_events(
             "then `stream.caught_up`, then live. Not with start_time, end_time or limit; ignored on resume."
         ),
     ] = None,
+    filter: Annotated[str | None, Query(description=FILTER_DESCRIPTION)] = None,
     last_event_id: Annotated[
         str | None, Query(description="For clients that cannot send the Last-Event-ID header.")
     ] = None,
@@ -88,18 +90,22 @@ async def subscribe_events(
         str | None, Header(alias="Last-Event-ID", description="Resume strictly after this sequence.")
     ] = None,
 ) -> SseResponse:
+    subject_filter = subject_filter_from_query(type, resource_id, settings.max_filter_values)
     query = parse_event_query(
-        subject_filter_from_query(type, resource_id, settings.max_filter_values),
+        subject_filter,
         start_time=start_time,
         end_time=end_time,
         limit=limit,
         resume_after=parse_last_event_id(last_event_id_header, last_event_id),
         snapshot=snapshot,
+        expression=parse_filter(filter, subject_filter.types, settings.filter_limits),
     )
     peer = request.client.host if request.client else "unknown"
     limits.admit(peer)
     try:
-        client = Subscriber(query.filter, int(settings.client_buffer_bytes), peer, query.window)
+        client = Subscriber(
+            query.filter, int(settings.client_buffer_bytes), peer, query.window, query.expression
+        )
         # Registered before the stream's end is read: every later event reaches the live queue.
         index.add(client)
         try:

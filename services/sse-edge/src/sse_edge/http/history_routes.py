@@ -9,9 +9,11 @@ from fastapi.responses import Response
 from nats.errors import Error as NatsError
 
 from eh_runtime.service import error_detail
+from sse_edge.event_selection import EventSelection
 from sse_edge.history.jetstream_history import JetStreamHistory, StoredEvent
 from sse_edge.http.dependencies import HistoryDep, SettingsDep
 from sse_edge.http.event_query import parse_event_query
+from sse_edge.http.filter_expression import FILTER_DESCRIPTION, parse_filter
 from sse_edge.http.history_cursor import HistoryCursor, Order, query_fingerprint
 from sse_edge.http.query_filters import subject_filter_from_query
 
@@ -55,6 +57,7 @@ async def event_history(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Events per page.")] = 100,
     order: Annotated[Order, Query(description="asc: oldest first; desc: newest first.")] = "asc",
     cursor: Annotated[str | None, Query(description="`next` of the previous page.")] = None,
+    filter: Annotated[str | None, Query(description=FILTER_DESCRIPTION)] = None,
     snapshot: Annotated[
         str | None,
         Query(
@@ -64,32 +67,35 @@ async def event_history(
         ),
     ] = None,
 ) -> Response:
+    subject_filter = subject_filter_from_query(type, resource_id, settings.max_filter_values)
     query = parse_event_query(
-        subject_filter_from_query(type, resource_id, settings.max_filter_values),
+        subject_filter,
         start_time=start_time,
         end_time=end_time,
         limit=None,
         resume_after=None,
         snapshot=snapshot,
+        expression=parse_filter(filter, subject_filter.types, settings.filter_limits),
     )
-    fingerprint = query_fingerprint(query.filter.describe(), start_time, end_time, query.snapshot)
+    canonical = query.expression.canonical if query.expression else None
+    fingerprint = query_fingerprint(query.filter.describe(), start_time, end_time, query.snapshot, canonical)
     position = HistoryCursor.decode(cursor, order=order, query=fingerprint) if cursor else None
     subjects = query.filter.subjects
     if query.snapshot:
         if order != "asc":
             raise HTTPException(422, detail=[_order_error()])
-        return await _snapshot_page(history, subjects, limit, position, fingerprint)
+        return await _snapshot_page(history, subjects, limit, position, fingerprint, query.selection)
     try:
         bounds = await history.bounds()
         low, high = await history.seq_range(query.window, settings.time_skew, bounds)
         if order == "asc":
             low = max(low, position.seq) if position else low
-            page = await history.earliest(subjects, query.window, low, high, limit)
+            page = await history.earliest(subjects, query.selection, low, high, limit)
             more = len(page) == limit and page[-1].seq < high
             after = HistoryCursor("asc", page[-1].seq + 1, fingerprint) if more else None
         else:
             high = min(high, position.seq) if position else high
-            page = list(reversed(await history.latest(subjects, query.window, low, high, limit)))
+            page = list(reversed(await history.latest(subjects, query.selection, low, high, limit)))
             more = len(page) == limit and page[-1].seq > low
             after = HistoryCursor("desc", page[-1].seq - 1, fingerprint) if more else None
     except (NatsError, TimeoutError):
@@ -105,13 +111,16 @@ async def _snapshot_page(
     limit: int,
     position: HistoryCursor | None,
     fingerprint: str,
+    selection: EventSelection,
 ) -> Response:
     """A page of the snapshot taken at the first page's stream end; later pages keep that point,
     so the pages together are one snapshot, whatever arrives meanwhile."""
     try:
         snapshot_at = position.snapshot_at if position else (await history.bounds()).last_seq
         after_seq = position.seq if position else 0
-        page = await history.latest_per_subject(subjects, snapshot_at, limit, after_seq=after_seq)
+        page = await history.latest_per_subject(
+            subjects, snapshot_at, limit, after_seq=after_seq, selection=selection
+        )
     except (NatsError, TimeoutError):
         raise HTTPException(
             503, "event store unavailable; retry shortly", headers={"Retry-After": "1"}

@@ -4,11 +4,17 @@ Groups are indexed by what their filter names, so the cost of an event grows wit
 filters that want it, not with all clients. A group sits in exactly one kind of bucket
 (everything, by type, by resource, or by type-and-resource pair), and an event matches at most one
 key of each kind, so no group is offered the same event twice.
+
+A group with a filter expression is offered the events of its subjects and keeps those for which
+the expression is true. The verdict is computed once per event per distinct expression, however
+many groups (other subjects, other time windows) and clients hold it, and the event's payload is
+parsed only when the first group with an expression is offered the event.
 """
 
 from collections.abc import Iterator
 from typing import Any
 
+from sse_edge.event_selection import parse_envelope
 from sse_edge.live.filter_group import FilterGroup, FramedEvent, GroupKey
 from sse_edge.live.subscriber import Subscriber
 
@@ -24,6 +30,8 @@ class FanoutIndex:
         self._by_type: dict[str, set[FilterGroup]] = {}
         self._by_resource: dict[str, set[FilterGroup]] = {}
         self._by_pair: dict[tuple[str, str], set[FilterGroup]] = {}
+        self.last_seq = 0
+        """The sequence of the last event published: every event up to it is in the groups' logs."""
 
     def __len__(self) -> int:
         return len(self._subscribers)
@@ -37,10 +45,11 @@ class FanoutIndex:
 
     def add(self, client: Subscriber) -> None:
         """Register `client`: from now on every live event it wants is kept for it."""
-        key: GroupKey = (client.filter, client.window)
+        expression = client.expression
+        key: GroupKey = (client.filter, client.window, expression.canonical if expression else None)
         group = self._groups.get(key)
         if group is None:
-            group = self._groups[key] = FilterGroup(key, self.client_buffer_bytes)
+            group = self._groups[key] = FilterGroup(key, self.client_buffer_bytes, expression)
             for buckets, bucket_key in self._placements(group):
                 if buckets is None:
                     self._everything.add(group)
@@ -69,8 +78,11 @@ class FanoutIndex:
                     # Empty sets would otherwise pile up for every resource id ever asked for.
                     del buckets[bucket_key]
 
-    def publish(self, event_type: str, resource_id: str, event: FramedEvent) -> None:
-        """Append `event` to the log of every group that wants it."""
+    def publish(self, event_type: str, resource_id: str, event: FramedEvent, payload: bytes = b"") -> None:
+        """Append `event` (whose stored envelope is `payload`) to the log of every group that wants it."""
+        self.last_seq = event.seq
+        verdicts: dict[str, bool] | None = None
+        envelope: dict[str, Any] | None = None
         for bucket in (
             self._everything,
             self._by_type.get(event_type),
@@ -79,7 +91,19 @@ class FanoutIndex:
         ):
             if bucket:
                 for group in bucket:
-                    group.append(event)
+                    expression = group.expression
+                    if expression is None:
+                        group.append(event)
+                        continue
+                    if verdicts is None:
+                        verdicts = {}
+                    verdict = verdicts.get(expression.canonical)
+                    if verdict is None:
+                        if envelope is None:
+                            envelope = parse_envelope(payload)
+                        verdict = verdicts[expression.canonical] = expression.evaluate(envelope) is True
+                    if verdict:
+                        group.append(event)
 
     def _placements(self, group: FilterGroup) -> list[_Placement]:
         subject_filter = group.key[0]

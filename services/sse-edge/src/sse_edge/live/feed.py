@@ -76,4 +76,4 @@ class LiveFeed:
             subject if event_type in CONFLATABLE_TYPES else None,
             stored_ns / 1e9,
         )
-        self._index.publish(event_type, resource_id, event)
+        self._index.publish(event_type, resource_id, event, msg.data)

@@ -16,6 +16,7 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from typing import Protocol
 
+from eh_contracts.expressions import CompiledExpression
 from eh_contracts.subjects import SubjectFilter
 from sse_edge.time_window import TimeWindow
 
@@ -30,7 +31,8 @@ class FramedEvent:
     stored_at: float  # epoch seconds JetStream stored it: the start of the delivery lag
 
 
-GroupKey = tuple[SubjectFilter, TimeWindow | None]
+GroupKey = tuple[SubjectFilter, TimeWindow | None, str | None]
+"""Subjects, time window, and the canonical text of the filter expression."""
 
 
 class GroupReader(Protocol):
@@ -64,14 +66,16 @@ class FilterGroup:
         "_total_bytes",
         "_trim_at",
         "end",
+        "expression",
         "key",
         "max_bytes",
         "readers",
         "window",
     )
 
-    def __init__(self, key: GroupKey, max_bytes: int) -> None:
+    def __init__(self, key: GroupKey, max_bytes: int, expression: CompiledExpression | None = None) -> None:
         self.key = key
+        self.expression = expression  # evaluated by the index, once per event for every group holding it
         window = key[1]
         self.window = window if window is not None and window.bounded else None
         self.max_bytes = max_bytes

@@ -23,6 +23,7 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from eh_contracts.expressions import CompiledExpression
 from eh_contracts.subjects import SubjectFilter
 from sse_edge.live.filter_group import FilterGroup, FramedEvent
 from sse_edge.live.wakeup import Wakeup
@@ -42,6 +43,7 @@ class Subscriber:
         "_backlog",
         "_backlog_bytes",
         "_close_reason",
+        "_expression",
         "_farewell",
         "_filter",
         "_floor",
@@ -63,9 +65,15 @@ class Subscriber:
     )
 
     def __init__(
-        self, subject_filter: SubjectFilter, max_bytes: int, peer: str, window: TimeWindow | None = None
+        self,
+        subject_filter: SubjectFilter,
+        max_bytes: int,
+        peer: str,
+        window: TimeWindow | None = None,
+        expression: CompiledExpression | None = None,
     ) -> None:
         self._filter = subject_filter
+        self._expression = expression
         self._window = window if window is not None and window.bounded else None
         self._max_bytes = max_bytes
         self._peer = peer
@@ -96,6 +104,11 @@ class Subscriber:
     @property
     def filter(self) -> SubjectFilter:
         return self._filter
+
+    @property
+    def expression(self) -> CompiledExpression | None:
+        """The filter expression live events must satisfy; None for none."""
+        return self._expression
 
     @property
     def window(self) -> TimeWindow | None:
@@ -158,6 +171,7 @@ class Subscriber:
     def join(self, group: FilterGroup) -> None:
         """Read `group`'s log from its end on; its filter object replaces ours (one per group)."""
         self._filter = group.key[0]
+        self._expression = group.expression
         self._group = group
         self._pos = group.add_reader(self)
 
