@@ -19,6 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from alert_evaluator.rules_file import parse_rules
+from eh_contracts.envelope import parse_events
 from eh_devtools import doc_examples, docs_gen
 from eh_devtools.doc_examples import Example
 
@@ -349,3 +351,23 @@ def test_the_deployment_commands_name_what_exists():
             assert f"- {profile}" in compose or f"[{profile}]" in compose, (
                 f"{page.name}: no profile {profile}"
             )
+
+
+def test_the_rules_files_the_alerts_guide_shows_are_valid():
+    guide = (DOCS / "guide" / "alerts.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"^```yaml\n(.*?)^```$", guide, re.MULTILINE | re.DOTALL)
+    assert blocks
+    for block in blocks:
+        assert parse_rules(block.encode(), "alerts.md").rules
+
+
+def test_the_events_the_docs_show_as_json_are_valid_events():
+    """A JSON block that is a whole event (not a sketch with `…`) passes the collector's validation."""
+    shown = 0
+    for page in PAGES:
+        for block in re.findall(r"^```json\n(.*?)^```$", page.read_text(encoding="utf-8"), re.M | re.S):
+            if "…" in block:
+                continue
+            parse_events(block.encode())
+            shown += 1
+    assert shown >= 1
