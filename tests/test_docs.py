@@ -6,6 +6,7 @@ free ports; the ports the docs show (8000, 8001, 8002, 4222, 8222) are replaced 
 Each page runs on its own, in order, on one stack shared by all pages (README.md first).
 """
 
+import json
 import os
 import re
 import socket
@@ -366,8 +367,8 @@ def test_the_events_the_docs_show_as_json_are_valid_events():
     shown = 0
     for page in PAGES:
         for block in re.findall(r"^```json\n(.*?)^```$", page.read_text(encoding="utf-8"), re.M | re.S):
-            if "…" in block:
-                continue
+            if "…" in block or "event" not in json.loads(block):
+                continue  # a sketch, or another answer (an error body)
             parse_events(block.encode())
             shown += 1
     assert shown >= 1
