@@ -15,6 +15,7 @@ from sse_edge.http.connection_limits import ConnectionLimits
 from sse_edge.http.detached_response import DetachedResponseMiddleware
 from sse_edge.http.event_routes import router
 from sse_edge.http.history_routes import router as history_router
+from sse_edge.http.subscription_routes import router as subscription_router
 from sse_edge.live.fanout import FanoutIndex
 from sse_edge.live.feed import LiveFeed
 from sse_edge.live.sweeper import sweep_clients
@@ -57,7 +58,7 @@ def create_app(settings: EdgeSettings | None = None) -> FastAPI:
     app = service.create_app(
         title="Event Handler SSE edge",
         description="Live build-farm events over Server-Sent Events, filtered by type and resource.",
-        routers=[router, history_router],
+        routers=[router, history_router, subscription_router],
         lifespan=lifespan,
     )
     # Innermost of the app's middleware: inside the request context, outside FastAPI's layers.

@@ -1,5 +1,6 @@
 """`GET /api/v1/events`: stored and live events as Server-Sent Events, filtered and resumable."""
 
+import secrets
 from typing import Annotated, Any
 
 import structlog
@@ -104,7 +105,13 @@ async def subscribe_events(
     limits.admit(peer)
     try:
         client = Subscriber(
-            query.filter, int(settings.client_buffer_bytes), peer, query.window, query.expression
+            query.filter,
+            int(settings.client_buffer_bytes),
+            peer,
+            query.window,
+            query.expression,
+            subscription_id=secrets.token_urlsafe(18),
+            owner=getattr(request.state, "principal", None),
         )
         # Registered before the stream's end is read: every later event reaches the live queue.
         index.add(client)
@@ -119,7 +126,8 @@ async def subscribe_events(
     if service.stopping.is_set():
         client.close("shutdown")
     opening = retry_frame(int(settings.retry.total_seconds() * 1000)) + control_frame(
-        "stream.ready", {**query.describe(), "last_seq": bounds.last_seq}
+        "stream.ready",
+        {**query.describe(), "last_seq": bounds.last_seq, "subscription_id": client.subscription_id},
     )
     return SseResponse(
         client,

@@ -11,12 +11,15 @@ many groups (other subjects, other time windows) and clients hold it, and the ev
 parsed only when the first group with an expression is offered the event.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
+from eh_contracts.expressions import CompiledExpression
+from eh_contracts.subjects import SubjectFilter
 from sse_edge.event_selection import parse_envelope
 from sse_edge.live.filter_group import FilterGroup, FramedEvent, GroupKey
 from sse_edge.live.subscriber import Subscriber
+from sse_edge.time_window import TimeWindow
 
 _Placement = tuple[dict[Any, set[FilterGroup]] | None, Any]
 
@@ -32,6 +35,7 @@ class FanoutIndex:
         self._by_pair: dict[tuple[str, str], set[FilterGroup]] = {}
         self.last_seq = 0
         """The sequence of the last event published: every event up to it is in the groups' logs."""
+        self._by_subscription: dict[str, Subscriber] = {}
 
     def __len__(self) -> int:
         return len(self._subscribers)
@@ -45,8 +49,15 @@ class FanoutIndex:
 
     def add(self, client: Subscriber) -> None:
         """Register `client`: from now on every live event it wants is kept for it."""
-        expression = client.expression
-        key: GroupKey = (client.filter, client.window, expression.canonical if expression else None)
+        self._subscribers.add(client)
+        if client.subscription_id is not None:
+            self._by_subscription[client.subscription_id] = client
+        client.join(self._group_for(client.filter, client.window, client.expression))
+
+    def _group_for(
+        self, subject_filter: SubjectFilter, window: TimeWindow | None, expression: CompiledExpression | None
+    ) -> FilterGroup:
+        key: GroupKey = (subject_filter, window, expression.canonical if expression else None)
         group = self._groups.get(key)
         if group is None:
             group = self._groups[key] = FilterGroup(key, self.client_buffer_bytes, expression)
@@ -55,15 +66,46 @@ class FanoutIndex:
                     self._everything.add(group)
                 else:
                     buckets.setdefault(bucket_key, set()).add(group)
-        self._subscribers.add(client)
-        client.join(group)
+        return group
+
+    def subscription(self, subscription_id: str) -> Subscriber | None:
+        """The open stream `subscription_id` names on this edge, if any."""
+        return self._by_subscription.get(subscription_id)
+
+    def change_filters(
+        self,
+        client: Subscriber,
+        subject_filter: SubjectFilter,
+        expression: CompiledExpression | None,
+        marker: Callable[[int], bytes],
+    ) -> int:
+        """Give `client` new filters, atomically at a stream sequence; returns the first sequence
+        they apply to. `marker(from_seq)` is the control event written between the two.
+
+        Nothing awaits in here: no event is published between reading the switch point and
+        moving the client, so every event up to it went through the old filters and every later
+        one goes through the new.
+        """
+        after_seq = max(self.last_seq, client.floor)
+        old = client.group
+        client.switch(
+            self._group_for(subject_filter, client.window, expression), after_seq, marker(after_seq + 1)
+        )
+        if old is not None:
+            self._forget_if_empty(old)
+        return after_seq + 1
 
     def remove(self, client: Subscriber) -> None:
         self._subscribers.discard(client)
+        if client.subscription_id is not None and self._by_subscription.get(client.subscription_id) is client:
+            del self._by_subscription[client.subscription_id]
         group = client.group
         if group is None:
             return
         group.remove_reader(client)
+        self._forget_if_empty(group)
+
+    def _forget_if_empty(self, group: FilterGroup) -> None:
         if group.readers or self._groups.get(group.key) is not group:
             return
         del self._groups[group.key]

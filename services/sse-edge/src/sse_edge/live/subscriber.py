@@ -62,6 +62,8 @@ class Subscriber:
         "_wake",
         "_window",
         "_write_started",
+        "owner",
+        "subscription_id",
     )
 
     def __init__(
@@ -71,9 +73,15 @@ class Subscriber:
         peer: str,
         window: TimeWindow | None = None,
         expression: CompiledExpression | None = None,
+        subscription_id: str | None = None,
+        owner: str | None = None,
     ) -> None:
         self._filter = subject_filter
         self._expression = expression
+        self.subscription_id = subscription_id
+        """Names this stream for `PATCH /api/v1/subscriptions/{id}`; None: it cannot be changed."""
+        self.owner = owner
+        """Who may change it: the principal that opened it; None without authentication."""
         self._window = window if window is not None and window.bounded else None
         self._max_bytes = max_bytes
         self._peer = peer
@@ -138,6 +146,16 @@ class Subscriber:
         return self._pos
 
     @property
+    def holding(self) -> bool:
+        """The replay is still running: live frames wait for `release`."""
+        return self._holding
+
+    @property
+    def floor(self) -> int:
+        """Live events at or below this sequence were covered by the history; skipped when read."""
+        return self._floor
+
+    @property
     def backlog_bytes(self) -> int:
         return self._backlog_bytes
 
@@ -174,6 +192,30 @@ class Subscriber:
         self._expression = group.expression
         self._group = group
         self._pos = group.add_reader(self)
+
+    def switch(self, group: FilterGroup, after_seq: int, marker: bytes) -> None:
+        """Change filters at `after_seq`: what the old group holds for us (every event up to it,
+        old filters) is queued, then `marker`, then `group`'s frames after `after_seq` (new filters).
+
+        `after_seq` is at least the last sequence the index has published and the floor: nothing
+        of the old filters is lost, nothing at or below it comes again through the new group.
+        """
+        old = self._group
+        pending = self._backlog
+        if old is not None:
+            pending = pending + [event for event in old.events_from(self._pos) if event.seq > self._floor]
+            old.remove_reader(self)
+        for event in pending:
+            self._history.append(event.frame)
+            self._history_bytes += len(event.frame)
+        self._history.append(marker)
+        self._history_bytes += len(marker)
+        self._backlog = []
+        self._backlog_bytes = 0
+        self._parked = False  # parked on the old group: park again on the new one
+        self.join(group)
+        self._floor = after_seq
+        self._wake.set()
 
     # -- the replay's side ---------------------------------------------------------------------
 
