@@ -13,7 +13,7 @@ VENV_BIN := $(CURDIR)/.venv/bin
 export UV_PYTHON ?= 3.11
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
 
-.PHONY: help sync run test lint format schemas docs bench clean
+.PHONY: help sync run test test-faults lint format schemas docs bench clean
 
 help: ## List the targets
 	@echo "Event Handler: make <target>"
@@ -32,6 +32,9 @@ run: sync ## Start NATS (JetStream), all services and the host agent (AGENT=0: w
 
 test: sync ## Run the whole test suite against real nats-server processes
 	$(VENV_BIN)/pytest $(PYTEST_ARGS)
+
+test-faults: sync ## Only the fault suite: servers, services and the stream killed, paused or deleted
+	$(VENV_BIN)/pytest -m faults $(PYTEST_ARGS)
 
 lint: sync ## ruff, ruff format --check, mypy --strict, and the schema drift check
 	$(VENV_BIN)/ruff check .

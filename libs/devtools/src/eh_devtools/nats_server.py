@@ -60,6 +60,11 @@ class NatsServer:
     monitor_port: int | None = None
     sync_interval: str | None = None
     log_file: Path | None = None
+    server_name: str | None = None
+    cluster_name: str | None = None
+    cluster_port: int | None = None
+    routes: list[str] = field(default_factory=list)
+    """`nats-route://host:port` of the other servers of the cluster (with `cluster_port`)."""
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @property
@@ -83,8 +88,17 @@ class NatsServer:
             # "always" fsyncs every write: no acknowledged event is lost on power failure, at a cost
             # in write throughput. The server's default is every 2 minutes.
             jetstream.append(f"sync_interval: {self.sync_interval}")
+        text = "jetstream {\n  " + "\n  ".join(jetstream) + "\n}\n"
+        if self.server_name:
+            text += f'server_name: "{self.server_name}"\n'
+        if self.cluster_port is not None:
+            routes = ", ".join(f'"{route}"' for route in self.routes)
+            text += (
+                f'cluster {{\n  name: "{self.cluster_name or "eh"}"\n'
+                f'  listen: "{self.host}:{self.cluster_port}"\n  routes: [{routes}]\n}}\n'
+            )
         config = self.store_dir.parent / f"{self.store_dir.name}.conf"
-        config.write_text("jetstream {\n  " + "\n  ".join(jetstream) + "\n}\n", encoding="utf-8")
+        config.write_text(text, encoding="utf-8")
         return config
 
     def start(self, timeout: float = 15.0) -> Self:
@@ -130,6 +144,22 @@ class NatsServer:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+    def kill(self) -> None:
+        """SIGKILL, no goodbye: what a crash or an OOM kill does. `start` restarts on the same store."""
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
+
+    def pause(self) -> None:
+        """SIGSTOP: the process keeps its sockets open and answers nothing (a stalled machine)."""
+        if self.process is not None:
+            self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.process is not None:
+            self.process.send_signal(signal.SIGCONT)
 
     def __enter__(self) -> Self:
         return self.start()

@@ -25,6 +25,7 @@ from nats.js.errors import NotFoundError
 
 from eh_contracts.envelope import parse_events
 from eh_contracts.stored_events import ENVELOPE_HEADER, ENVELOPE_VERSION, MSG_ID_HEADER
+from eh_devtools.nats_cluster import NatsCluster
 from eh_devtools.nats_server import NatsServer
 from eh_runtime.serve import GracefulServer, server_for
 from eh_runtime.service import Service
@@ -51,6 +52,19 @@ def nats_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Nats
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def nats_cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[NatsCluster]:
+    """Three nats-servers with JetStream clustered on loopback, which the test may kill and restart."""
+    if request.config.getoption("--nats-url"):
+        pytest.skip("needs nats-servers of its own (it kills them); not with --nats-url")
+    cluster = NatsCluster(tmp_path / "cluster")
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture
