@@ -4,12 +4,14 @@ Metric objects are module-level in the module that owns them, named `eventhandle
 help text; the HTTP layer adds request counts and latencies here.
 """
 
+import asyncio
 from typing import Final
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
     Counter,
+    Gauge,
     Histogram,
     disable_created_metrics,
     generate_latest,
@@ -34,6 +36,21 @@ HTTP_REQUEST_SECONDS = Histogram(
     ["route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60, 600),
 )
+
+ASYNCIO_TASKS = Gauge(
+    f"{NAMESPACE}_asyncio_tasks",
+    "asyncio tasks alive in the process when scraped (flat over time, or something leaks).",
+)
+
+
+def _tasks_alive() -> float:
+    try:
+        return float(len(asyncio.all_tasks()))
+    except RuntimeError:  # no running event loop: nothing runs
+        return 0.0
+
+
+ASYNCIO_TASKS.set_function(_tasks_alive)
 
 
 def metrics_response() -> Response:
