@@ -18,6 +18,7 @@ from sse_edge.http.history_routes import router as history_router
 from sse_edge.http.subscription_routes import router as subscription_router
 from sse_edge.live.fanout import FanoutIndex
 from sse_edge.live.feed import LiveFeed
+from sse_edge.live.recent_events import RecentEvents
 from sse_edge.live.sweeper import sweep_clients
 from sse_edge.settings import EdgeSettings
 
@@ -30,7 +31,8 @@ def create_app(settings: EdgeSettings | None = None) -> FastAPI:
     settings = settings or EdgeSettings()
     service = Service(SERVICE_NAME, settings)
     index = FanoutIndex(int(settings.client_buffer_bytes))
-    feed = LiveFeed(index)
+    recent = RecentEvents(int(settings.recent_events_bytes))
+    feed = LiveFeed(index, recent)
 
     async def start_feed(connection: NatsConnection) -> None:
         await feed.start(connection)
@@ -38,11 +40,20 @@ def create_app(settings: EdgeSettings | None = None) -> FastAPI:
     async def feed_running() -> str | None:
         return None if feed.running else "live feed not subscribed"
 
+    # History reads have their own connection: a replay that floods it cannot cost the live feed
+    # its connection (nats-server cuts a slow consumer's connection, every subscription with it).
+    history_connection = NatsConnection(settings.nats, f"{SERVICE_NAME}-history")
+
+    async def history_connected() -> str | None:
+        return None if history_connection.is_connected else "history connection not connected"
+
     service.on_connect(start_feed)
     service.add_readiness_check("live_feed", feed_running)
+    service.add_readiness_check("history_connection", history_connected)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        history_connection.start()
         closer = asyncio.create_task(_close_clients_on_stop(service, index))
         sweeper = asyncio.create_task(
             sweep_clients(
@@ -54,6 +65,7 @@ def create_app(settings: EdgeSettings | None = None) -> FastAPI:
         finally:
             closer.cancel()
             sweeper.cancel()
+            await history_connection.close(timeout=settings.shutdown_timeout.total_seconds())
 
     app = service.create_app(
         title="Event Handler SSE edge",
@@ -69,8 +81,11 @@ def create_app(settings: EdgeSettings | None = None) -> FastAPI:
         settings.max_connections_per_address,
         retry_after_seconds=int(settings.retry.total_seconds()) or 1,
     )
-    app.state.history = JetStreamHistory(service.nats.client, service.nats.jetstream())
+    app.state.history = JetStreamHistory(
+        history_connection.client, history_connection.jetstream(), settings.max_concurrent_replays
+    )
     app.state.live_feed = feed
+    app.state.recent_events = recent
     return app
 
 

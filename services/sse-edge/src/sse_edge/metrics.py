@@ -34,6 +34,16 @@ MESSAGES_SKIPPED = Counter(
     "clients; `reader`: live or history.",
     ["reason", "reader"],
 )
+RESUMES = Counter(
+    "eventhandler_edge_resumes",
+    "Streams resumed from a Last-Event-ID, by source: memory (this edge's window of recent events, "
+    "no JetStream consumer) or jetstream.",
+    ["source"],
+)
+HISTORY_READS_WAITING = Gauge(
+    "eventhandler_edge_history_reads_waiting",
+    "JetStream history reads (replays, pages) waiting for one of SSE_EDGE_MAX_CONCURRENT_REPLAYS slots.",
+)
 FEED_EVENTS = Counter("eventhandler_edge_feed_events", "Events received by this edge's live feed.")
 FEED_LAST_SEQ = Gauge(
     "eventhandler_edge_feed_last_sequence", "Stream sequence of the last event received live."

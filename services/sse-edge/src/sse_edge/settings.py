@@ -27,6 +27,17 @@ class EdgeSettings(ServiceSettings):
     max_filter_values: int = Field(
         default=500, ge=1, description="Most values one filter parameter (type, resource_id) may list."
     )
+    recent_events_bytes: ByteSize = Field(
+        default=ByteSize(64 * 2**20),
+        description="Memory for the most recent live events, from which resumes (Last-Event-ID) inside "
+        "it are served without a JetStream consumer; 0 turns the window off.",
+    )
+    max_concurrent_replays: int = Field(
+        default=32,
+        ge=1,
+        description="Most JetStream consumers reading history at once (replays outside the window of "
+        "recent events, history pages); the others wait their turn.",
+    )
     filter_max_length: int = Field(
         default=2_000, ge=1, le=100_000, description="Most characters of one filter expression (filter=)."
     )

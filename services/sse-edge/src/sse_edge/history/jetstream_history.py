@@ -10,6 +10,7 @@
   are left out (`stored_message_check`).
 """
 
+import asyncio
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from eh_runtime.stream import EVENTS_STREAM
 from sse_edge.event_selection import EventSelection
 from sse_edge.history.ordered_read import Burst, BurstSink, OrderedRead, StopReading
 from sse_edge.history.sequence_search import locate_last_n
+from sse_edge.metrics import HISTORY_READS_WAITING
 from sse_edge.stored_message_check import StoredMessageCheck
 from sse_edge.time_window import STORE_CLOCK_END, UNIX_EPOCH, TimeWindow, shifted
 
@@ -71,12 +73,35 @@ class JetStreamBounds:
 
 
 class JetStreamHistory:
-    """Read access to the `EVENTS` stream's history for one edge process."""
+    """Read access to the `EVENTS` stream's history for one edge process.
 
-    def __init__(self, client: Client, js: JetStreamContext) -> None:
+    At most `max_concurrent_reads` JetStream consumers read at once; later reads wait their turn
+    (`eventhandler_edge_history_reads_waiting`) instead of failing. A reconnection storm outside
+    the window of recent events thus becomes a queue of replays at the pace NATS and this process
+    sustain, not a burst that overruns the connection. The edge gives its history its own NATS
+    connection: were that one cut as a slow consumer, the live feed would not be.
+    """
+
+    def __init__(self, client: Client, js: JetStreamContext, max_concurrent_reads: int = 32) -> None:
         self._client = client
         self._js = js
         self._check = StoredMessageCheck("history")
+        self._reads = asyncio.Semaphore(max_concurrent_reads)
+
+    async def _admitted(self, reading: OrderedRead) -> int:
+        """Run `reading` once a read slot is free."""
+        if self._reads.locked():
+            HISTORY_READS_WAITING.inc()
+            try:
+                await self._reads.acquire()
+            finally:
+                HISTORY_READS_WAITING.dec()
+        else:
+            await self._reads.acquire()
+        try:
+            return await reading.run()
+        finally:
+            self._reads.release()
 
     async def bounds(self) -> JetStreamBounds:
         """Where the stream begins and ends.
@@ -157,7 +182,7 @@ class JetStreamHistory:
             stall_check=_STALL_CHECK_SECONDS,
             keep=self._check.sendable_burst,
         )
-        return await reading.run()
+        return await self._admitted(reading)
 
     async def read_latest_bursts(
         self, subjects: Sequence[str], end_seq: int, sink: BurstSink, *, after_seq: int = 0
@@ -183,7 +208,7 @@ class JetStreamHistory:
             last_per_subject=True,
             keep=self._check.sendable_burst,
         )
-        return await reading.run()
+        return await self._admitted(reading)
 
     async def latest_per_subject(
         self,

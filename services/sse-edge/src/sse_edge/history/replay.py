@@ -3,7 +3,8 @@
 Runs beside the client's writer. Its plan depends on the query:
 
 - resume (`Last-Event-ID`): everything matching after that id, announcing with `stream.gap`
-  whatever expired in between;
+  whatever expired in between; from this edge's window of recent events (`RecentEvents`) when
+  the id falls inside it, without a JetStream consumer;
 - `start_time`: from the first sequence stored at start_time minus the skew allowance, keeping
   exactly the events whose own timestamp is in range;
 - `limit`: the most recent N of the range, located with a few counting probes
@@ -29,14 +30,25 @@ from sse_edge.history.jetstream_history import JetStreamBounds, JetStreamHistory
 from sse_edge.history.ordered_read import Burst
 from sse_edge.http.event_query import EventQuery
 from sse_edge.http.sse_frames import BurstFrames, control_frame, event_frame
+from sse_edge.live.recent_events import RecentEvents
 from sse_edge.live.subscriber import Subscriber
+from sse_edge.metrics import RESUMES
+
+# Frames of a resume from memory queued per chunk: a client buffer's worth would be one big copy.
+_RECENT_BURST = 256
 
 
 class Replay:
     def __init__(
-        self, history: JetStreamHistory, query: EventQuery, bounds: JetStreamBounds, skew: timedelta
+        self,
+        history: JetStreamHistory,
+        query: EventQuery,
+        bounds: JetStreamBounds,
+        skew: timedelta,
+        recent: RecentEvents | None = None,
     ) -> None:
         self.history = history
+        self.recent = recent if recent is not None and recent.enabled else None
         self.query = query
         self.bounds = bounds
         self.skew = skew
@@ -74,6 +86,9 @@ class Replay:
     async def _replay(self, client: Subscriber) -> int | None:
         """Push the history frames; returns the sequence of the last event pushed, if any."""
         query, bounds, history = self.query, self.bounds, self.history
+        recent = self.recent
+        if query.resume_after is not None and recent is not None and recent.covers(query.resume_after):
+            return await self._read_recent(client, recent, query.resume_after)
         low, high = await history.seq_range(query.window, self.skew, bounds)
         if query.resume_after is not None:
             low = query.resume_after + 1
@@ -89,6 +104,7 @@ class Replay:
                     )
                 )
                 low = bounds.first_seq
+            RESUMES.labels("jetstream").inc()
             return await self._read_range(client, low, high)
         if query.snapshot:
             return await self._read_snapshot(client, bounds.last_seq)
@@ -141,6 +157,28 @@ class Replay:
 
         await self.history.read_latest_bursts(self.subjects, end, sink)
         return None if last is None else int(last)
+
+    async def _read_recent(self, client: Subscriber, recent: RecentEvents, after_seq: int) -> int | None:
+        """Everything the query selects after `after_seq`, from the window of recent events.
+
+        The events are picked in one step, with the window's end: the hand-over to live happens
+        at that end (`go_live`), whatever the stream held when the client came, so that the live
+        feed delivers exactly what follows.
+        """
+        selection = self.query.selection
+        end = recent.last_seq
+        recents = list(recent.after(after_seq, self.query.filter))
+        if selection.bounded:
+            recents = [r for r in recents if selection.contains(r.payload)]
+        picked = [r.event for r in recents]
+        del recents
+        self.bounds = JetStreamBounds(self.bounds.first_seq, end)
+        RESUMES.labels("memory").inc()
+        for start in range(0, len(picked), _RECENT_BURST):
+            chunk = b"".join(event.frame for event in picked[start : start + _RECENT_BURST])
+            if not client.push_history_nowait(chunk):
+                await client.push_history(chunk)
+        return picked[-1].seq if picked else None
 
     def _end_frame(self, reason: str, last_seq: int | None) -> bytes:
         return control_frame("stream.end", {"reason": reason, "last_seq": last_seq})

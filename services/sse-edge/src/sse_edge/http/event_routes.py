@@ -9,12 +9,20 @@ from nats.errors import Error as NatsError
 
 from sse_edge.history.jetstream_history import JetStreamBounds, JetStreamHistory
 from sse_edge.history.replay import Replay
-from sse_edge.http.dependencies import ConnectionLimitsDep, FanoutDep, HistoryDep, ServiceDep, SettingsDep
+from sse_edge.http.dependencies import (
+    ConnectionLimitsDep,
+    FanoutDep,
+    HistoryDep,
+    RecentEventsDep,
+    ServiceDep,
+    SettingsDep,
+)
 from sse_edge.http.event_query import MAX_REPLAY_LIMIT, EventQuery, parse_event_query, parse_last_event_id
 from sse_edge.http.filter_expression import FILTER_DESCRIPTION, parse_filter
 from sse_edge.http.query_filters import subject_filter_from_query
 from sse_edge.http.sse_frames import control_frame, retry_frame
 from sse_edge.http.sse_response import SseResponse
+from sse_edge.live.recent_events import RecentEvents
 from sse_edge.live.subscriber import Subscriber
 from sse_edge.settings import EdgeSettings
 
@@ -60,6 +68,7 @@ async def subscribe_events(
     index: FanoutDep,
     history: HistoryDep,
     limits: ConnectionLimitsDep,
+    recent: RecentEventsDep,
     type: Filter = [],  # noqa: B006 - FastAPI copies defaults per request
     resource_id: Filter = [],  # noqa: B006
     start_time: Annotated[
@@ -116,7 +125,7 @@ async def subscribe_events(
         # Registered before the stream's end is read: every later event reaches the live queue.
         index.add(client)
         try:
-            bounds = await _stream_bounds(history, query)
+            bounds = _recent_bounds(recent, query) or await _stream_bounds(history, query)
         except BaseException:
             index.remove(client)
             raise
@@ -133,7 +142,7 @@ async def subscribe_events(
         client,
         index,
         opening=opening,
-        replay=Replay(history, query, bounds, settings.time_skew),
+        replay=Replay(history, query, bounds, settings.time_skew, recent),
         gzip=_accepts_gzip(request, settings),
         shutdown_retry_ms=(
             int(settings.retry.total_seconds() * 1000),
@@ -141,6 +150,14 @@ async def subscribe_events(
         ),
         on_close=lambda: limits.release(peer),
     )
+
+
+def _recent_bounds(recent: RecentEvents, query: EventQuery) -> JetStreamBounds | None:
+    """For a resume inside the recent events' window: what this edge's live feed knows, no NATS
+    request (a reconnection storm asks thousands of times a second)."""
+    if query.resume_after is None or not recent.covers(query.resume_after):
+        return None
+    return JetStreamBounds(recent.low, recent.last_seq)
 
 
 async def _stream_bounds(history: JetStreamHistory, query: EventQuery) -> JetStreamBounds:

@@ -21,6 +21,7 @@ from eh_runtime.stream import EVENTS_STREAM
 from sse_edge.http.sse_frames import event_frame
 from sse_edge.live.fanout import FanoutIndex
 from sse_edge.live.filter_group import FramedEvent
+from sse_edge.live.recent_events import RecentEvents
 from sse_edge.metrics import FEED_EVENTS, FEED_LAG, FEED_LAST_SEQ
 from sse_edge.stored_message_check import StoredMessageCheck
 
@@ -32,8 +33,9 @@ CONFLATABLE_TYPES: Final = frozenset({EventType.NODE_METRICS.value, EventType.CO
 
 
 class LiveFeed:
-    def __init__(self, index: FanoutIndex) -> None:
+    def __init__(self, index: FanoutIndex, recent: RecentEvents | None = None) -> None:
         self._index = index
+        self._recent = recent if recent is not None and recent.enabled else None
         self._subscribed = False
         self._check = StoredMessageCheck("live")
 
@@ -69,6 +71,8 @@ class LiveFeed:
         headers = msg.headers
         marked = headers is not None and headers.get(ENVELOPE_HEADER) == ENVELOPE_VERSION
         if not (marked and resource_id) and not self._check.sendable(msg, seq):
+            if self._recent is not None:
+                self._recent.skipped(seq)
             return
         event = FramedEvent(
             seq,
@@ -76,4 +80,6 @@ class LiveFeed:
             subject if event_type in CONFLATABLE_TYPES else None,
             stored_ns / 1e9,
         )
+        if self._recent is not None:
+            self._recent.append(event_type, resource_id, event, msg.data)
         self._index.publish(event_type, resource_id, event, msg.data)
