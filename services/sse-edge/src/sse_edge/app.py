@@ -12,6 +12,7 @@ from eh_runtime.connection import NatsConnection
 from eh_runtime.service import Service
 from sse_edge.history.jetstream_history import JetStreamHistory
 from sse_edge.http.connection_limits import ConnectionLimits
+from sse_edge.http.dashboard_routes import mount_dashboard
 from sse_edge.http.detached_response import DetachedResponseMiddleware
 from sse_edge.http.event_routes import router
 from sse_edge.http.history_routes import router as history_router
@@ -75,6 +76,7 @@ def create_app(settings: EdgeSettings | None = None) -> FastAPI:
     )
     # Innermost of the app's middleware: inside the request context, outside FastAPI's layers.
     app.user_middleware.append(Middleware(DetachedResponseMiddleware))
+    mount_dashboard(app)
     app.state.fanout = index
     app.state.connection_limits = ConnectionLimits(
         settings.max_connections,
