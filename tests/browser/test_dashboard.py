@@ -68,7 +68,8 @@ async def test_the_page_paints_the_farm_from_the_snapshot_then_follows_it_live(s
     await card.locator(".metric .value").first.filter(has_text="24%").wait_for()
     assert await card.locator(".pill").inner_text() == "online"
     assert await card.locator(".chip").inner_text() == "build-7-1"
-    assert await page.locator('[data-pipeline="pipeline-7"] .step').inner_text() == "step 3/5 · build running · on node-001"
+    step = await page.locator('[data-pipeline="pipeline-7"] .step').inner_text()
+    assert step == "step 3/5 · build running · on node-001"
     # Live: a posted event shows in the table and moves the card.
     posted = await stack.client.publish(metrics("node-a", 88.5))
     await card.locator(".metric .value").first.filter(has_text="88.5%").wait_for()
@@ -109,7 +110,9 @@ async def test_an_edge_restart_loses_and_repeats_nothing(stack: Stack, page: Pag
     await page.wait_for_function("window.__eh.farm.recent.length >= 30", timeout=20_000)
     await wait_live(page)
     assert await recent_seqs(page) == [e.seq for e in published]
-    rows = await page.locator("#events tbody tr[data-seq]").evaluate_all("rows => rows.map(r => Number(r.dataset.seq))")
+    rows = await page.locator("#events tbody tr[data-seq]").evaluate_all(
+        "rows => rows.map(r => Number(r.dataset.seq))"
+    )
     assert rows == [e.seq for e in reversed(published)]
     assert await page.evaluate("window.__eh.status.connections") == 2
 
