@@ -8,7 +8,8 @@ const SAVED = "eh.dashboard.v1";
 const $ = (selector) => document.querySelector(selector);
 
 // Everything a test (or a curious operator in the console) may want to look at.
-const probe = (window.__eh = { latencies: [], rendered: 0, frames: 0, status: null, farm: null });
+// latencies: event time to the frame that drew it; arrivals: event time to this tab receiving it.
+const probe = (window.__eh = { latencies: [], arrivals: [], rendered: 0, frames: 0, status: null, farm: null });
 
 const token = takeToken();
 let farm = new Farm();
@@ -62,6 +63,9 @@ function receive(message) {
     const now = Date.now();
     for (const [seq, event, live] of message.events) {
       farm.apply(seq, event, live === 1);
+      if (live && event.event === "node_metrics" && probe.arrivals.length < 50000) {
+        probe.arrivals.push(now - Date.parse(event.timestamp));
+      }
       touch(event);
       if (live) {
         dirty.table.push({ seq, event, arrived: now });

@@ -132,7 +132,7 @@ export class NodeCards {
       const row = card.rows[key];
       row.row.hidden = key === "gpu" && !data.gpu;
       if (row.chart) row.chart.hidden = row.row.hidden;
-      row.fill.style.width = `${value === null ? 0 : Math.min(100, value)}%`;
+      row.fill.style.transform = `scaleX(${value === null ? 0 : Math.min(100, Math.max(0, value)) / 100})`;
       row.fill.className = level(value);
       row.value.textContent = text;
       if (row.spark && series) drawSpark(row.spark, series[key]);
@@ -212,7 +212,7 @@ export class Pipelines {
     if (status?.error) parts.push(`error: ${status.error}`);
     row.step.textContent = parts.join(" · ") || "–";
     const done = state === "completed" || state === "success" ? 100 : progress?.progress ?? 0;
-    row.fill.style.width = `${Math.max(0, Math.min(100, done))}%`;
+    row.fill.style.transform = `scaleX(${Math.max(0, Math.min(100, done)) / 100})`;
     row.fill.className = state === "failed" ? "crit" : state === "completed" ? "done" : "";
   }
 }
