@@ -13,7 +13,7 @@ VENV_BIN := $(CURDIR)/.venv/bin
 export UV_PYTHON ?= 3.11
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
 
-.PHONY: help sync run test test-faults chromium lint format schemas docs bench clean
+.PHONY: help sync run test test-faults test-tools lint format schemas docs bench clean
 
 help: ## List the targets
 	@echo "Event Handler: make <target>"
@@ -30,18 +30,22 @@ AGENT ?= 1
 run: sync ## Start NATS (JetStream), all services and the host agent (AGENT=0: without); Ctrl-C stops all
 	AGENT=$(AGENT) $(VENV_BIN)/python -m eh_devtools.stack
 
-test: sync chromium ## Run the whole test suite against real nats-server processes (and Chromium)
+test: sync test-tools ## Run the whole test suite against real nats-server processes (and Chromium)
 	$(VENV_BIN)/pytest $(PYTEST_ARGS)
 
 test-faults: sync ## Only the fault suite: servers, services and the stream killed, paused or deleted
 	$(VENV_BIN)/pytest -m faults $(PYTEST_ARGS)
 
-# The browser tests drive Debian's chromium with Playwright (Playwright's own download is not used).
-chromium: ## Install Debian's chromium for the browser tests, when it is missing
-	@command -v chromium >/dev/null 2>&1 || { \
-		echo "installing Debian's chromium for the browser tests"; \
+# The browser tests drive Debian's chromium with Playwright (Playwright's own download is not used);
+# the monitoring test checks the Prometheus alert rules with promtool (Debian's prometheus package).
+TEST_PACKAGES := $(if $(shell command -v chromium),,chromium) $(if $(shell command -v promtool),,prometheus)
+test-tools: ## Install Debian's chromium and promtool for the tests, when missing
+	@if [ -n "$(strip $(TEST_PACKAGES))" ]; then \
+		echo "installing for the tests: $(strip $(TEST_PACKAGES))"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium; }
+		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q \
+			--no-install-recommends $(TEST_PACKAGES); \
+	fi
 
 lint: sync ## ruff, ruff format --check, mypy --strict, and the schema drift check
 	$(VENV_BIN)/ruff check .
@@ -64,5 +68,5 @@ bench: sync ## Run the benchmarks in bench/ (not part of the test suite)
 		for b in bench/bench_*.py; do echo "== $$b"; $(VENV_BIN)/python $$b || exit 1; done; \
 	else echo "no benchmarks yet"; fi
 
-clean: ## Remove .venv, .tools, local data (.data), the built docs (site) and test artifacts
+clean: ## Remove .venv, .tools, local data (.data) and the built docs (site)
 	rm -rf .venv .tools .data site .pytest_cache .mypy_cache .ruff_cache test-artifacts
