@@ -100,7 +100,8 @@ def test_promtool_accepts_the_rules_when_it_is_installed(prod, tmp_path):
     (rule,) = of_kind(prod, "PrometheusRule")
     path = tmp_path / "rules.yaml"
     path.write_text(yaml.safe_dump(rule["spec"]))
-    result = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True, check=False)
+    command = [promtool, "check", "rules", str(path)]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -176,6 +176,12 @@ class OrderedRead:
             ),
         )
         self._consumer = info.name
+        if not info.num_pending and not self._burst:
+            # Nothing matched when the consumer was made, so nothing of the range ever will: done,
+            # without waiting for a stall check to find out.
+            self._finished = True
+            if not self._done.done():
+                self._done.set_result(None)
 
     def _restart(self) -> None:
         """Drop the consumer and create it anew from the sequence after the last event handled."""
