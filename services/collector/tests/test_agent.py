@@ -14,6 +14,7 @@ from collector.agent.docker_engine import container_id, container_metrics_data, 
 from collector.agent.host_sampler import HostSampler
 from collector.agent.runner import Agent
 from collector.agent.settings import AgentSettings, default_node_id
+from eh_client import EventClient
 from eh_contracts.envelope import parse_event
 from eh_runtime.stream import EVENTS_STREAM
 
@@ -43,7 +44,8 @@ def test_the_default_node_id_is_the_host_name_as_a_subject_token():
 @pytest.mark.nats
 async def test_one_round_brings_this_machine_online_with_its_metrics(collector, js):
     settings = AgentSettings(node_id="this-host", docker_socket="/nonexistent/docker.sock")
-    answer = await Agent(settings, collector).report_once()
+    async with EventClient(collector_url=str(collector.base_url)) as client:
+        answer = await Agent(settings, client).report_once()
     assert answer["transition"]["status"] == "stored"
     status, metrics = await stored(js)
     assert (status["event"], status["resource_id"], status["data"]["new_state"]) == (

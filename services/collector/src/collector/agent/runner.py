@@ -19,12 +19,16 @@ import structlog
 from collector.agent.docker_engine import DockerEngine, container_metrics_data, container_status_event
 from collector.agent.host_sampler import HostSampler, primary_ip
 from collector.agent.settings import AgentSettings
+from eh_client import EventClient, EventHandlerError
 
 log = structlog.get_logger(__name__)
 
 
 class Agent:
-    def __init__(self, settings: AgentSettings, client: httpx.AsyncClient) -> None:
+    """Reports through the client library: heartbeats, and container events with ids of their own,
+    so that a retried post never stores one twice."""
+
+    def __init__(self, settings: AgentSettings, client: EventClient) -> None:
         self.settings = settings
         self.client = client
         self.sampler = HostSampler()
@@ -33,16 +37,11 @@ class Agent:
 
     async def report_once(self) -> dict[str, Any]:
         """One round: heartbeat with metrics, then containers. Returns the heartbeat's answer."""
-        body: dict[str, Any] = {"metrics": self.sampler.sample()}
-        ip = primary_ip()
-        if ip is not None:
-            body["ip"] = ip
-        response = await self.client.post(f"/api/v1/nodes/{self.settings.node_id}/heartbeat", json=body)
-        if response.status_code >= 400:
-            log.warning("heartbeat refused", status=response.status_code, body=response.text[:300])
+        answer = await self.client.heartbeat(
+            self.settings.node_id, metrics=self.sampler.sample(), ip=primary_ip()
+        )
         if self.docker is not None:
             await self._report_containers(self.docker)
-        answer: dict[str, Any] = response.json()
         return answer
 
     async def _report_containers(self, docker: DockerEngine) -> None:
@@ -70,9 +69,15 @@ class Agent:
                         {"event": "container_metrics", "resource_id": status["resource_id"], "data": data}
                     )
         if events:
-            response = await self.client.post("/api/v1/events", json=events)
-            if response.status_code not in (202, 207):
-                log.warning("container events refused", status=response.status_code, body=response.text[:300])
+            # One retry at most: a fresh sample follows at the next interval anyway.
+            result = await self.client.publish(events, retries=1)
+            for rejected in result.rejected:
+                log.warning(
+                    "container event refused",
+                    resource_id=events[rejected.index]["resource_id"],
+                    status=rejected.status,
+                    errors=list(rejected.errors) or rejected.error,
+                )
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info(
@@ -85,7 +90,7 @@ class Agent:
         while not stop.is_set():
             try:
                 await self.report_once()
-            except httpx.HTTPError as error:
+            except (httpx.HTTPError, EventHandlerError) as error:
                 log.warning(
                     "collector unreachable; next try at the next interval",
                     error=f"{type(error).__name__}: {error}",
@@ -103,5 +108,5 @@ async def run_agent(settings: AgentSettings) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     timeout = settings.request_timeout.total_seconds()
-    async with httpx.AsyncClient(base_url=settings.collector_url, timeout=timeout) as client:
+    async with EventClient(collector_url=settings.collector_url, timeout=timeout) as client:
         await Agent(settings, client).run(stop)
