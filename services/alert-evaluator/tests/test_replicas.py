@@ -38,14 +38,14 @@ async def test_a_standby_takes_over_when_the_active_replica_stops(nats_url, js, 
     rules = write_rules(tmp_path / "rules.yaml", CPU_RULE, OFFLINE_RULE)
     replicas = {}
     stacks = {}
-    for name in ("a", "b"):
-        stacks[name] = contextlib.AsyncExitStack()
-        replicas[name] = await stacks[name].enter_async_context(
-            serving(create_app(settings_for(nats_url, rules, replica_id=name)))
-        )
     try:
-        await wait_for(replicas["a"], role="active")
-        await wait_for(replicas["b"], role="standby")
+        # "a" holds the lease before "b" starts: which replica wins a simultaneous start is a race.
+        for name, role in (("a", "active"), ("b", "standby")):
+            stacks[name] = contextlib.AsyncExitStack()
+            replicas[name] = await stacks[name].enter_async_context(
+                serving(create_app(settings_for(nats_url, rules, replica_id=name)))
+            )
+            await wait_for(replicas[name], role=role)
         # pending CPU on node-2 and a firing alert on node-1 when the active replica goes away
         seq = 0
         for event in [node_state("node-1", 0, "offline"), *(node_metrics("node-2", m, 95) for m in range(3))]:
