@@ -43,13 +43,29 @@ def event_json_schema(event_type: EventType) -> dict[str, Any]:
     }
 
 
-def asyncapi_document() -> dict[str, Any]:
-    """AsyncAPI 3.0 description of the `events.<type>.<resource_id>` subjects."""
+def component_schemas() -> dict[str, Any]:
+    """The envelope of every event type and every control event, as `#/components/schemas/<Model>`
+    (the layout AsyncAPI and OpenAPI documents share)."""
     _, definitions = models_json_schema(
         [(EVENT_MODELS[t], "validation") for t in EventType]
         + [(model, "validation") for model in CONTROL_EVENTS.values()],
         ref_template="#/components/schemas/{model}",
     )
+    schemas: dict[str, Any] = definitions["$defs"]
+    return schemas
+
+
+def any_event_schema() -> dict[str, Any]:
+    """One event of any type, told apart by `event`, referring to `component_schemas`."""
+    refs = {t.value: f"#/components/schemas/{EVENT_MODELS[t].__name__}" for t in EventType}
+    return {
+        "oneOf": [{"$ref": ref} for ref in refs.values()],
+        "discriminator": {"propertyName": "event", "mapping": refs},
+    }
+
+
+def asyncapi_document() -> dict[str, Any]:
+    """AsyncAPI 3.0 description of the `events.<type>.<resource_id>` subjects."""
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
     messages: dict[str, Any] = {}
@@ -124,7 +140,7 @@ def asyncapi_document() -> dict[str, Any]:
                         "Nats-Msg-Id": {"type": "string", "description": "The event id (deduplication key)."}
                     },
                 },
-                **definitions["$defs"],
+                **component_schemas(),
             },
         },
     }

@@ -7,7 +7,7 @@ this module alone, from the *absence* of a filter, so no query parameter can wid
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from eh_contracts.event_types import EventType
 
@@ -17,6 +17,12 @@ ALL_EVENTS_SUBJECT: Final = f"{SUBJECT_ROOT}.>"
 RESOURCE_ID_MAX_LENGTH: Final = 128
 RESOURCE_ID_PATTERN: Final = r"^[A-Za-z0-9_:-]{1,128}$"
 _RESOURCE_ID_RE: Final = re.compile(RESOURCE_ID_PATTERN)
+RESOURCE_ID_SCHEMA: Final[dict[str, Any]] = {
+    "pattern": RESOURCE_ID_PATTERN,
+    "minLength": 1,
+    "maxLength": RESOURCE_ID_MAX_LENGTH,
+}
+"""The JSON Schema constraints of a resource id, for documents that describe one."""
 
 
 class InvalidResourceId(ValueError):

@@ -92,12 +92,15 @@ class Service:
         routers: Sequence[APIRouter] = (),
         lifespan: ServiceLifespan | None = None,
         routine_routes: Collection[str] = (),
+        component_schemas: dict[str, Any] | None = None,
     ) -> FastAPI:
         """A FastAPI app with this service's lifecycle, health endpoints and error handlers.
 
         `lifespan`, when given, runs inside the NATS connection's lifetime: it starts after the
         connection attempt began and ends before the connection is drained. `routine_routes`: route
-        templates whose successful requests are logged at debug level only.
+        templates whose successful requests are logged at debug level only. `component_schemas`
+        join the OpenAPI document's `#/components/schemas`, for descriptions that refer to them by
+        `$ref` (bodies read as bytes, SSE events).
         """
 
         @contextlib.asynccontextmanager
@@ -128,6 +131,8 @@ class Service:
         app.include_router(self._health_router())
         for router in routers:
             app.include_router(router)
+        if component_schemas:
+            _add_component_schemas(app, component_schemas)
         return app
 
     def _health_router(self) -> APIRouter:
@@ -154,6 +159,19 @@ class Service:
             return metrics_response()
 
         return router
+
+
+def _add_component_schemas(app: FastAPI, schemas: dict[str, Any]) -> None:
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = generate()
+            document.setdefault("components", {}).setdefault("schemas", {}).update(schemas)
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def error_detail(loc: Sequence[str | int], message: str, kind: str) -> dict[str, Any]:

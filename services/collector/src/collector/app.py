@@ -15,6 +15,7 @@ from collector.nats_ingest import NatsIngestion
 from collector.provisioning import Provisioning, bucket_stream
 from collector.resource_states import STATE_BUCKET, ResourceStates, run_pending_sweeps
 from collector.settings import CollectorSettings
+from eh_contracts.schemas import component_schemas
 from eh_runtime.connection import NatsConnection
 from eh_runtime.event_publisher import EventPublisher
 from eh_runtime.service import Service
@@ -76,6 +77,7 @@ def create_app(settings: CollectorSettings | None = None) -> FastAPI:
         routers=[routes.router, heartbeat_routes.router, resource_routes.router],
         lifespan=lifespan,
         routine_routes=heartbeat_routes.ROUTINE_ROUTES,
+        component_schemas=component_schemas() | heartbeat_routes.heartbeat_body_schemas(),
     )
     app.state.publisher = publisher
     app.state.states = states

@@ -21,7 +21,7 @@ from collector.routes import (
 )
 from eh_contracts.payloads import IpAddress, NodeMetrics
 from eh_contracts.records import parse_record
-from eh_contracts.subjects import validate_resource_id
+from eh_contracts.subjects import RESOURCE_ID_SCHEMA, validate_resource_id
 from eh_runtime.event_publisher import StoreUnavailable
 from eh_runtime.request_context import error_body
 from eh_runtime.service import error_detail
@@ -40,7 +40,23 @@ class HeartbeatBody(BaseModel):
 
 _BODY = TypeAdapter(HeartbeatBody)
 
-NodeId = Annotated[str, Path(description="The node's resource id"), AfterValidator(validate_resource_id)]
+
+def heartbeat_body_schemas() -> dict[str, Any]:
+    """`HeartbeatBody` and the models it refers to, for the OpenAPI document's components."""
+    schema = HeartbeatBody.model_json_schema(ref_template="#/components/schemas/{model}")
+    definitions: dict[str, Any] = schema.pop("$defs", {})
+    return definitions | {"HeartbeatBody": schema}
+
+
+NodeId = Annotated[
+    str,
+    Path(description="The node's resource id", json_schema_extra=RESOURCE_ID_SCHEMA),
+    AfterValidator(validate_resource_id),
+]
+HEARTBEAT_REQUEST_BODY: Final = {
+    "required": False,
+    "content": {JSON_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/HeartbeatBody"}}},
+}
 
 router = APIRouter(prefix="/api/v1", tags=["heartbeats"])
 ROUTINE_ROUTES: Final = frozenset({"/api/v1/nodes/{node_id}/heartbeat"})
@@ -58,7 +74,12 @@ ROUTINE_ROUTES: Final = frozenset({"/api/v1/nodes/{node_id}/heartbeat"})
         "`node_metrics` event. Without a heartbeat for COLLECTOR_HEARTBEAT_TIMEOUT the node becomes "
         "offline (reason `heartbeat_timeout`)."
     ),
-    responses={422: {"description": "Invalid node id or body"}, 503: {"description": "NATS unavailable"}},
+    responses={
+        415: {"description": "A body that is not sent as application/json"},
+        422: {"description": "Invalid node id or body"},
+        503: {"description": "NATS unavailable"},
+    },
+    openapi_extra={"requestBody": HEARTBEAT_REQUEST_BODY},
 )
 async def heartbeat(
     node_id: NodeId, request: Request, settings: SettingsDep, heartbeats: HeartbeatsDep, ingestor: IngestorDep

@@ -19,7 +19,7 @@ from collector.deps import ServiceDep, StatesDep
 from collector.ingest import STORE_UNAVAILABLE
 from collector.resource_states import ResourceKind
 from collector.routes import RETRY_AFTER_SECONDS, json_response
-from eh_contracts.subjects import validate_resource_id
+from eh_contracts.subjects import RESOURCE_ID_SCHEMA, validate_resource_id
 from eh_runtime.event_publisher import StoreUnavailable
 from eh_runtime.request_context import error_body
 from eh_runtime.service import Service
@@ -27,7 +27,11 @@ from eh_runtime.stream import EVENTS_STREAM
 
 log = structlog.get_logger(__name__)
 
-ResourceIdPath = Annotated[str, Path(description="The resource id"), AfterValidator(validate_resource_id)]
+ResourceIdPath = Annotated[
+    str,
+    Path(description="The resource id", json_schema_extra=RESOURCE_ID_SCHEMA),
+    AfterValidator(validate_resource_id),
+]
 
 router = APIRouter(prefix="/api/v1", tags=["resources"])
 

@@ -13,6 +13,7 @@ from collector.deps import IngestorDep, SettingsDep
 from collector.ingest import STORE_UNAVAILABLE, EventResult
 from collector.intake import NDJSON_MEDIA_TYPES, Intake, TooManyEvents, read_json, read_ndjson
 from eh_contracts.envelope import EventParseError, FieldError
+from eh_contracts.schemas import any_event_schema
 from eh_runtime.request_context import error_body
 from eh_runtime.service import error_detail
 
@@ -23,6 +24,28 @@ JSON_MEDIA_TYPE: Final = "application/json"
 
 
 router = APIRouter(prefix="/api/v1", tags=["ingestion"])
+
+# The body is read as bytes (one pydantic call for a whole batch), so FastAPI cannot see it: it is
+# described here, by reference to the event schemas the app adds to the document's components.
+EVENTS_REQUEST_BODY: Final = {
+    "required": True,
+    "content": {
+        JSON_MEDIA_TYPE: {
+            "schema": {
+                "oneOf": [
+                    any_event_schema(),
+                    {"type": "array", "minItems": 1, "items": any_event_schema()},
+                ]
+            }
+        },
+        "application/x-ndjson": {
+            "schema": {
+                "type": "string",
+                "description": "One event envelope (the JSON schemas above) per line; blank lines skipped.",
+            }
+        },
+    },
+}
 
 
 @router.post(
@@ -49,6 +72,7 @@ router = APIRouter(prefix="/api/v1", tags=["ingestion"])
         422: {"description": "No event is valid; `detail` lists every field error with its path"},
         503: {"description": "JetStream unavailable or slow; retry after Retry-After with the same ids"},
     },
+    openapi_extra={"requestBody": EVENTS_REQUEST_BODY},
 )
 async def ingest_events(request: Request, ingestor: IngestorDep, settings: SettingsDep) -> Response:
     media_type = require_media_type(request, {JSON_MEDIA_TYPE, *NDJSON_MEDIA_TYPES})

@@ -8,6 +8,7 @@ import structlog
 from fastapi import FastAPI
 from starlette.middleware import Middleware
 
+from eh_contracts.schemas import component_schemas
 from eh_runtime.connection import NatsConnection
 from eh_runtime.service import Service
 from sse_edge.history.jetstream_history import JetStreamHistory
@@ -73,6 +74,7 @@ def create_app(settings: EdgeSettings | None = None) -> FastAPI:
         description="Live build-farm events over Server-Sent Events, filtered by type and resource.",
         routers=[router, history_router, subscription_router],
         lifespan=lifespan,
+        component_schemas=component_schemas(),
     )
     # Innermost of the app's middleware: inside the request context, outside FastAPI's layers.
     app.user_middleware.append(Middleware(DetachedResponseMiddleware))

@@ -23,6 +23,8 @@ _RFC3339: Final = re.compile(RFC3339_PATTERN)
 # A JetStream sequence is an unsigned 64-bit integer: at most 20 ASCII digits (`str.isdigit` also
 # takes "²" and "٣", and `int` refuses more than 4,300 digits with an error of its own).
 _SEQUENCE: Final = re.compile(r"[0-9]{1,20}")
+EVENT_ID_TEXT_PATTERN: Final = r"^\s*[0-9]{1,20}\s*$"
+"""How an event id is given (surrounding spaces allowed), for the OpenAPI document."""
 MAX_SEQUENCE: Final = 2**64 - 1
 
 

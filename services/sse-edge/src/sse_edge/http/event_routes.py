@@ -7,6 +7,9 @@ import structlog
 from fastapi import APIRouter, Header, HTTPException, Query, Request
 from nats.errors import Error as NatsError
 
+from eh_contracts.envelope import EVENT_MODELS
+from eh_contracts.event_types import EventType
+from eh_contracts.stream_control import CONTROL_EVENTS
 from sse_edge.history.jetstream_history import JetStreamBounds, JetStreamHistory
 from sse_edge.history.replay import Replay
 from sse_edge.http.dependencies import (
@@ -17,9 +20,15 @@ from sse_edge.http.dependencies import (
     ServiceDep,
     SettingsDep,
 )
-from sse_edge.http.event_query import MAX_REPLAY_LIMIT, EventQuery, parse_event_query, parse_last_event_id
+from sse_edge.http.event_query import (
+    EVENT_ID_TEXT_PATTERN,
+    MAX_REPLAY_LIMIT,
+    EventQuery,
+    parse_event_query,
+    parse_last_event_id,
+)
 from sse_edge.http.filter_expression import FILTER_DESCRIPTION, parse_filter
-from sse_edge.http.query_filters import subject_filter_from_query
+from sse_edge.http.query_filters import ResourceFilter, TypeFilter, subject_filter_from_query
 from sse_edge.http.sse_frames import control_frame, retry_frame
 from sse_edge.http.sse_response import SseResponse
 from sse_edge.live.recent_events import RecentEvents
@@ -29,6 +38,21 @@ from sse_edge.settings import EdgeSettings
 log = structlog.get_logger(__name__)
 
 router = APIRouter(prefix="/api/v1", tags=["events"])
+
+
+def sse_event_shapes() -> dict[str, Any]:
+    """`event:` name → what its `id:` and `data:` hold, by reference to the component schemas."""
+    shapes: dict[str, Any] = {
+        t.value: {
+            "id": "the event's JetStream stream sequence",
+            "data": {"$ref": f"#/components/schemas/{EVENT_MODELS[t].__name__}"},
+        }
+        for t in EventType
+    }
+    for name, model in CONTROL_EVENTS.items():
+        shapes[name] = {"id": None, "data": {"$ref": f"#/components/schemas/{model.__name__}"}}
+    return shapes
+
 
 SSE_RESPONSE_DOC: dict[int | str, dict[str, Any]] = {
     200: {
@@ -40,7 +64,15 @@ SSE_RESPONSE_DOC: dict[int | str, dict[str, Any]] = {
             "here), `stream.end` (a bounded query is complete; the server closes), `stream.overflow` "
             "and `stream.shutdown` (last, before the server closes). Comment lines are heartbeats."
         ),
-        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        "content": {
+            "text/event-stream": {
+                "schema": {
+                    "type": "string",
+                    "description": "SSE messages; `x-sse-events` gives the `data:` of each `event:` name.",
+                },
+                "x-sse-events": sse_event_shapes(),
+            }
+        },
     },
     400: {"description": "Last-Event-ID is not a sequence number, or lies beyond the stream's end"},
     422: {"description": "A query parameter is invalid; `detail` names it"},
@@ -50,8 +82,6 @@ SSE_RESPONSE_DOC: dict[int | str, dict[str, Any]] = {
         "retry after Retry-After"
     },
 }
-
-Filter = Annotated[list[str], Query(description="Repeated or comma-separated. None: all.")]
 
 
 @router.get(
@@ -69,8 +99,8 @@ async def subscribe_events(
     history: HistoryDep,
     limits: ConnectionLimitsDep,
     recent: RecentEventsDep,
-    type: Filter = [],  # noqa: B006 - FastAPI copies defaults per request
-    resource_id: Filter = [],  # noqa: B006
+    type: TypeFilter = [],  # noqa: B006 - FastAPI copies defaults per request
+    resource_id: ResourceFilter = [],  # noqa: B006
     start_time: Annotated[
         str | None,
         Query(description="RFC 3339; replay events whose own timestamp is at or after it, then live."),
@@ -94,10 +124,19 @@ async def subscribe_events(
     ] = None,
     filter: Annotated[str | None, Query(description=FILTER_DESCRIPTION)] = None,
     last_event_id: Annotated[
-        str | None, Query(description="For clients that cannot send the Last-Event-ID header.")
+        str | None,
+        Query(
+            description="For clients that cannot send the Last-Event-ID header.",
+            json_schema_extra={"pattern": EVENT_ID_TEXT_PATTERN},
+        ),
     ] = None,
     last_event_id_header: Annotated[
-        str | None, Header(alias="Last-Event-ID", description="Resume strictly after this sequence.")
+        str | None,
+        Header(
+            alias="Last-Event-ID",
+            description="Resume strictly after this sequence.",
+            json_schema_extra={"pattern": EVENT_ID_TEXT_PATTERN},
+        ),
     ] = None,
 ) -> SseResponse:
     subject_filter = subject_filter_from_query(type, resource_id, settings.max_filter_values)

@@ -15,13 +15,11 @@ from sse_edge.http.dependencies import HistoryDep, SettingsDep
 from sse_edge.http.event_query import parse_event_query
 from sse_edge.http.filter_expression import FILTER_DESCRIPTION, parse_filter
 from sse_edge.http.history_cursor import HistoryCursor, Order, query_fingerprint
-from sse_edge.http.query_filters import subject_filter_from_query
+from sse_edge.http.query_filters import ResourceFilter, TypeFilter, subject_filter_from_query
 
 MAX_PAGE: Final = 1000
 
 router = APIRouter(prefix="/api/v1", tags=["events"])
-
-Filter = Annotated[list[str], Query(description="Repeated or comma-separated. None: all.")]
 
 
 @router.get(
@@ -46,8 +44,8 @@ Filter = Annotated[list[str], Query(description="Repeated or comma-separated. No
 async def event_history(
     settings: SettingsDep,
     history: HistoryDep,
-    type: Filter = [],  # noqa: B006 - FastAPI copies defaults per request
-    resource_id: Filter = [],  # noqa: B006
+    type: TypeFilter = [],  # noqa: B006 - FastAPI copies defaults per request
+    resource_id: ResourceFilter = [],  # noqa: B006
     start_time: Annotated[
         str | None, Query(description="RFC 3339; events whose own timestamp is at or after it.")
     ] = None,

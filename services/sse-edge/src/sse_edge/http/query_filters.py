@@ -1,15 +1,45 @@
 """The `type` and `resource_id` query parameters: several values each, repeated or comma-separated."""
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Annotated, Any, Final
 
-from fastapi import HTTPException
+from fastapi import HTTPException, Query
 
 from eh_contracts.event_types import EventType
-from eh_contracts.subjects import InvalidResourceId, SubjectFilter, validate_resource_id
+from eh_contracts.subjects import (
+    RESOURCE_ID_MAX_LENGTH,
+    InvalidResourceId,
+    SubjectFilter,
+    validate_resource_id,
+)
 from eh_runtime.service import error_detail
 
 _TYPE_LIST = ", ".join(t.value for t in EventType)
+
+
+def _comma_separated(value: str) -> str:
+    """A pattern for text holding `value`s separated by commas, blanks and spaces around allowed."""
+    return rf"^\s*(?:(?:{value})\s*)?(?:,\s*(?:(?:{value})\s*)?)*$"
+
+
+TYPE_VALUES_PATTERN: Final = _comma_separated("|".join(t.value for t in EventType))
+RESOURCE_ID_VALUES_PATTERN: Final = _comma_separated(f"[A-Za-z0-9_:-]{{1,{RESOURCE_ID_MAX_LENGTH}}}")
+_SEVERAL: Final = "Repeated or comma-separated. None: all."
+
+TypeFilter = Annotated[
+    list[str],
+    Query(
+        description=f"Event types. {_SEVERAL}",
+        json_schema_extra={"items": {"type": "string", "pattern": TYPE_VALUES_PATTERN}},
+    ),
+]
+ResourceFilter = Annotated[
+    list[str],
+    Query(
+        description=f"Resource ids: letters, digits, '_', '-', ':' (1 to 128 each). {_SEVERAL}",
+        json_schema_extra={"items": {"type": "string", "pattern": RESOURCE_ID_VALUES_PATTERN}},
+    ),
+]
 
 
 def split_values(raw: Iterable[str]) -> list[str]:
