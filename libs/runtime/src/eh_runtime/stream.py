@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import math
 import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Final
 
@@ -137,8 +138,14 @@ class StreamWatch:
         self.interval = interval
         self.exists: bool | None = None  # None: not known yet
         self.created: datetime | None = None
+        self._last_created: datetime | None = None  # kept while the stream is missing
+        self._on_replaced: list[Callable[[], Awaitable[None]]] = []
         self._answered_at = -math.inf  # monotonic time of the last answer from JetStream
         self._task: asyncio.Task[None] | None = None
+
+    def on_replaced(self, callback: Callable[[], Awaitable[None]]) -> None:
+        """Run `callback` when the stream is found created anew (deleted, then created again)."""
+        self._on_replaced.append(callback)
 
     def start(self) -> None:
         if self._task is None:
@@ -175,14 +182,24 @@ class StreamWatch:
                 log.error("stream deleted", stream=EVENTS_STREAM)
             self.exists, self.created = False, None
         else:
-            if self.created is not None and info.created != self.created:
+            replaced = self._last_created is not None and info.created != self._last_created
+            if replaced:
                 log.warning(
                     "stream created anew since last seen",
                     stream=EVENTS_STREAM,
-                    was_created=str(self.created),
+                    was_created=str(self._last_created),
                     created=str(info.created),
                 )
             self.exists, self.created = True, info.created
+            self._last_created = info.created
+            if replaced:
+                for callback in self._on_replaced:
+                    try:
+                        await callback()
+                    except Exception as error:  # one consumer's trouble must not stop the watch
+                        log.error(
+                            "reaction to a replaced stream failed", error=f"{type(error).__name__}: {error}"
+                        )
         self._answered_at = time.monotonic()
 
     async def refresh(self, _connection: object = None) -> None:

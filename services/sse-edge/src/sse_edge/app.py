@@ -17,6 +17,7 @@ from sse_edge.http.dashboard_routes import mount_dashboard
 from sse_edge.http.detached_response import DetachedResponseMiddleware
 from sse_edge.http.event_routes import router
 from sse_edge.http.history_routes import router as history_router
+from sse_edge.http.sse_frames import control_frame
 from sse_edge.http.subscription_routes import router as subscription_router
 from sse_edge.live.fanout import FanoutIndex
 from sse_edge.live.feed import LiveFeed
@@ -49,7 +50,21 @@ def create_app(settings: EdgeSettings | None = None) -> FastAPI:
     async def history_connected() -> str | None:
         return None if history_connection.is_connected else "history connection not connected"
 
+    async def restart_feed() -> None:
+        # The new stream counts its sequences from 1 again: a client's Last-Event-ID means nothing
+        # in it. Its streams end (`stream.end`, reason `stream_replaced`); a client that reconnects
+        # without Last-Event-ID (or with a start_time) reads the new stream.
+        clients = list(index)
+        log.warning("stream replaced: ending every open event stream", clients=len(clients))
+        farewell = control_frame(
+            "stream.end", {"reason": "stream_replaced: the EVENTS stream was created anew", "last_seq": None}
+        )
+        for client in clients:
+            client.close("end", farewell)
+        await feed.restart(service.nats)
+
     service.on_connect(start_feed)
+    service.stream_watch.on_replaced(restart_feed)
     service.add_readiness_check("live_feed", feed_running)
     service.add_readiness_check("history_connection", history_connected)
 

@@ -6,10 +6,12 @@ sequence becomes the SSE `id:`. Browsers never get a NATS consumer of their own.
 is not an event (unmarked by our writers and failing the check) is skipped: `stored_message_check`.
 """
 
+import contextlib
 from typing import Final
 
 import structlog
 from nats.aio.msg import Msg
+from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 
 from eh_contracts.event_types import EventType
@@ -37,6 +39,7 @@ class LiveFeed:
         self._index = index
         self._recent = recent if recent is not None and recent.enabled else None
         self._subscribed = False
+        self._subscription: JetStreamContext.PushSubscription | None = None
         self._check = StoredMessageCheck("live")
 
     @property
@@ -48,7 +51,7 @@ class LiveFeed:
         if self._subscribed:
             return
         js = connection.jetstream()
-        await js.subscribe(
+        self._subscription = await js.subscribe(
             ALL_EVENTS_SUBJECT,
             stream=EVENTS_STREAM,
             cb=self._on_message,
@@ -58,6 +61,18 @@ class LiveFeed:
         )
         self._subscribed = True
         log.info("live feed subscribed", subject=ALL_EVENTS_SUBJECT, stream=EVENTS_STREAM)
+
+    async def restart(self, connection: NatsConnection) -> None:
+        """Subscribe anew from the stream's end: after the stream was deleted and created again, the
+        ordered consumer would wait for the old stream's next sequence, which the new one reaches
+        only much later."""
+        subscription, self._subscription = self._subscription, None
+        self._subscribed = False
+        if subscription is not None:
+            with contextlib.suppress(Exception):  # the old consumer went with the old stream
+                await subscription.unsubscribe()
+        log.warning("stream replaced; live feed subscribing anew", stream=EVENTS_STREAM)
+        await self.start(connection)
 
     async def _on_message(self, msg: Msg) -> None:
         subject = msg.subject
