@@ -71,6 +71,8 @@ class LiveFeed:
         if subscription is not None:
             with contextlib.suppress(Exception):  # the old consumer went with the old stream
                 await subscription.unsubscribe()
+        if self._recent is not None:
+            self._recent.clear()
         log.warning("stream replaced; live feed subscribing anew", stream=EVENTS_STREAM)
         await self.start(connection)
 

@@ -48,6 +48,14 @@ class RecentEvents:
         self.last_seq = 0
         """The last sequence the feed received (an event or a skipped message)."""
 
+    def clear(self) -> None:
+        """Forget everything: the stream was created anew and its sequences start over."""
+        self._events.clear()
+        self._seqs.clear()
+        self._by_type.clear()
+        self._by_resource.clear()
+        self._base = self._bytes = self.low = self.last_seq = 0
+
     @property
     def enabled(self) -> bool:
         return self.max_bytes > 0
