@@ -1,0 +1,251 @@
+"""Reconnection storm (issue 15): 10,000 clients come back within one second, 5 s behind, at 1,000
+events/s; the edge with its window of recent events against the same edge with the window off.
+
+Processes: nats-server, the edge (`python -m sse_edge`), the publisher (bench/nats_load.py, ~300-byte
+node_metrics over 100 resources) and storm clients (this file, `--client`), several processes of
+raw-socket connections. Each client resumes `resource_id=node-<i % 100>` with a Last-Event-ID
+5,000 events (5 s) behind the stream's end when the storm starts; connections open evenly spread
+over one second. Figures per run:
+
+- time from the storm's start until every client has its `stream.caught_up` (p50, p99, max, all);
+- JetStream consumers: the most seen at once during the storm (polled), and the edge's own count
+  of resumes by source (`eventhandler_edge_resumes_total{source="memory"|"jetstream"}`);
+- edge CPU seconds over the storm, and whether the live feed kept its connection (the edge's
+  NATS disconnect counter).
+
+    flock /tmp/bench.lock .venv/bin/python bench/bench_storm.py
+    flock /tmp/bench.lock .venv/bin/python bench/bench_storm.py --clients 2000 --windows on
+"""
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import re
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import nats
+from bench_fanout import Children, Run, cpu_seconds, provision, read_json, tell
+
+from eh_devtools.nats_server import NatsServer
+from eh_runtime.stream import EVENTS_STREAM
+
+CAUGHT_UP = b"event: stream.caught_up"
+
+
+# --- the storm client (runs as its own process) ----------------------------------------------
+
+
+class StormConnection(asyncio.Protocol):
+    def __init__(self, request: bytes, started: float, done: "asyncio.Future[float]") -> None:
+        self.request = request
+        self.started = started
+        self.done = done
+        self.seen = b""
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        if self.done.done():
+            return
+        self.seen = self.seen[-32:] + data
+        if not self.seen.startswith(b"HTTP/1.1 200") and self.seen.startswith(b"HTTP/1.1 "):
+            self.done.set_exception(RuntimeError(self.seen[:12].decode()))
+            return
+        if CAUGHT_UP in self.seen:
+            self.done.set_result(time.monotonic() - self.started)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_exception(ConnectionError("closed before caught up"))
+
+
+async def storm_client(spec: dict[str, Any]) -> None:
+    loop = asyncio.get_running_loop()
+    count = len(spec["paths"])
+    start = time.monotonic() + max(0.0, spec["start_at"] - time.time())  # the storm's start
+    connections = []
+    futures: list[asyncio.Future[float]] = []
+
+    async def open_one(i: int, path: str) -> None:
+        await asyncio.sleep(max(0.0, start + spec["spread"] * i / count - time.monotonic()))
+        request = (
+            f"GET {path} HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n"
+            f"Last-Event-ID: {spec['last_event_id']}\r\n\r\n"
+        ).encode()
+        done: asyncio.Future[float] = loop.create_future()
+        futures.append(done)
+        try:
+            transport, _ = await loop.create_connection(
+                lambda: StormConnection(request, start, done), spec["host"], spec["port"]
+            )
+            connections.append(transport)
+        except OSError as error:
+            done.set_exception(error)
+
+    await asyncio.gather(*(open_one(i, path) for i, path in enumerate(spec["paths"])))
+    times: list[float] = []
+    errors: dict[str, int] = {}
+    for future in futures:
+        try:
+            times.append(await asyncio.wait_for(future, spec["timeout"]))
+        except (TimeoutError, Exception) as error:
+            kind = type(error).__name__ + (f": {error}" if str(error) else "")
+            errors[kind[:60]] = errors.get(kind[:60], 0) + 1
+    sys.stdout.write(json.dumps({"times": times, "errors": errors}) + "\n")
+    sys.stdout.flush()
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)  # hold until told
+    for transport in connections:
+        transport.close()
+
+
+# --- the run -----------------------------------------------------------------------------------
+
+
+def metric(port: int, name: str) -> dict[str, float]:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+        body = b""
+        while chunk := sock.recv(1 << 16):
+            body += chunk
+    found = re.findall(rb"^" + name.encode() + rb"(\{[^}]*\})? ([0-9.e+]+)$", body, re.MULTILINE)
+    return {labels.decode(): float(value) for labels, value in found}
+
+
+async def stream_state(url: str) -> tuple[int, int]:
+    client = await nats.connect(url)
+    info = await client.jetstream().stream_info(EVENTS_STREAM)
+    await client.close()
+    return info.state.last_seq, info.state.consumer_count
+
+
+async def watch_consumers(url: str, stop: asyncio.Event, seen: list[int]) -> None:
+    client = await nats.connect(url)
+    js = client.jetstream()
+    while not stop.is_set():
+        with contextlib.suppress(Exception):
+            seen.append((await js.stream_info(EVENTS_STREAM)).state.consumer_count)
+        await asyncio.sleep(0.1)
+    await client.close()
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))] if ordered else float("nan")
+
+
+def storm(run: Run, window: str, clients: int, processes: int, behind: int, rate: float) -> dict[str, Any]:
+    env = {"SSE_EDGE_RECENT_EVENTS_BYTES": "64MiB" if window == "on" else "0"}
+    with run.server("edge", extra_env=env) as server, run.publisher(rate):
+        time.sleep(behind / rate + 2)  # the window fills with more than the storm asks for
+        last_seq, consumers_before = asyncio.run(stream_state(run.nats_url))
+        resumes_before = metric(server.port, "eventhandler_edge_resumes_total")
+        disconnects_before = metric(server.port, "eventhandler_nats_disconnects_total")
+        start_at = time.time() + 1.0
+        paths = [f"/api/v1/events?resource_id=node-{i % 100}" for i in range(clients)]
+        loads = []
+        for p in range(processes):
+            spec = {
+                "host": "127.0.0.1",
+                "port": server.port,
+                "paths": paths[p::processes],
+                "last_event_id": max(0, last_seq - behind),
+                "start_at": start_at,
+                "spread": 1.0,
+                "timeout": 60.0,
+            }
+            loads.append(run.children.spawn([__file__, "--client", json.dumps(spec)]))
+        seen: list[int] = []
+        stop = asyncio.Event()
+
+        async def watch_while_waiting() -> list[dict[str, Any]]:
+            watcher = asyncio.create_task(watch_consumers(run.nats_url, stop, seen))
+            results = [await asyncio.to_thread(read_json, load) for load in loads]
+            stop.set()
+            await watcher
+            return results
+
+        cpu_before = cpu_seconds(server.process.pid)
+        results = asyncio.run(watch_while_waiting())
+        cpu = cpu_seconds(server.process.pid) - cpu_before
+        resumes_after = metric(server.port, "eventhandler_edge_resumes_total")
+        disconnects_after = metric(server.port, "eventhandler_nats_disconnects_total")
+        for load in loads:
+            tell(load, "stop")
+            run.children.stop(load)
+    times = [t for result in results for t in result["times"]]
+    errors: dict[str, int] = {}
+    for result in results:
+        for kind, count in result["errors"].items():
+            errors[kind] = errors.get(kind, 0) + count
+    return {
+        "window": window,
+        "clients": clients,
+        "behind_events": behind,
+        "caught_up": len(times),
+        "errors": errors,
+        "p50_s": percentile(times, 0.5),
+        "p99_s": percentile(times, 0.99),
+        "all_live_s": max(times) if len(times) == clients else None,
+        "consumers_max_during_storm": max(seen, default=0) - consumers_before,
+        "resumes": {key: resumes_after.get(key, 0) - resumes_before.get(key, 0) for key in resumes_after},
+        "nats_disconnects": sum(disconnects_after.values()) - sum(disconnects_before.values()),
+        "edge_cpu_s": cpu,
+    }
+
+
+def main() -> None:
+    if len(sys.argv) > 2 and sys.argv[1] == "--client":
+        import uvloop
+
+        uvloop.run(storm_client(json.loads(sys.argv[2])))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=10_000)
+    parser.add_argument("--processes", type=int, default=4)
+    parser.add_argument("--behind", type=int, default=5000, help="events behind the stream's end")
+    parser.add_argument("--rate", type=float, default=1000.0)
+    parser.add_argument("--windows", default="on,off")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    print(f"machine: {os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f}", flush=True)
+    children = Children()
+    rows = []
+    try:
+        with tempfile.TemporaryDirectory() as directory, NatsServer(Path(directory) / "js") as nats_server:
+            asyncio.run(provision(nats_server.url))
+            run = Run(
+                nats_server.url,
+                children,
+                Path(directory),
+                False,
+                edge_env={
+                    "SSE_EDGE_MAX_CONNECTIONS": "20000",
+                    "SSE_EDGE_MAX_CONNECTIONS_PER_ADDRESS": "20000",
+                },
+            )
+            for window in args.windows.split(","):
+                row = storm(run, window, args.clients, args.processes, args.behind, args.rate)
+                rows.append(row)
+                print("  " + json.dumps(row), flush=True)
+    finally:
+        children.stop_all()
+    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
