@@ -34,6 +34,12 @@ class StreamReady(ControlEvent):
     filter: str | None = Field(
         default=None, description="The filter expression (`filter=`) events must satisfy, if any."
     )
+    max_rate: float | None = Field(
+        default=None, description="Most writes a second (`max_rate=`, or the edge's cap); null: none."
+    )
+    max_bandwidth: int | None = Field(
+        default=None, description="Most bytes a second (`max_bandwidth=`, or the edge's cap); null: none."
+    )
     subscription_id: str | None = Field(
         default=None,
         description="Names this stream for `PATCH /api/v1/subscriptions/{id}` (change its filters live); "

@@ -38,6 +38,17 @@ class EdgeSettings(ServiceSettings):
         description="Most JetStream consumers reading history at once (replays outside the window of "
         "recent events, history pages); the others wait their turn.",
     )
+    max_rate: float = Field(
+        default=0,
+        ge=0,
+        description="Most writes per second to one stream (each carries the newest metrics sample per "
+        "resource); 0: none. A request may ask for less with max_rate=.",
+    )
+    max_bandwidth: ByteSize = Field(
+        default=ByteSize(0),
+        description="Most bytes per second written to one stream; 0: none. A request may ask for less "
+        "with max_bandwidth=.",
+    )
     filter_max_length: int = Field(
         default=2_000, ge=1, le=100_000, description="Most characters of one filter expression (filter=)."
     )

@@ -31,6 +31,7 @@ from sse_edge.http.filter_expression import FILTER_DESCRIPTION, parse_filter
 from sse_edge.http.query_filters import ResourceFilter, TypeFilter, subject_filter_from_query
 from sse_edge.http.sse_frames import control_frame, retry_frame
 from sse_edge.http.sse_response import SseResponse
+from sse_edge.http.write_pace import WritePace, effective
 from sse_edge.live.recent_events import RecentEvents
 from sse_edge.live.subscriber import Subscriber
 from sse_edge.settings import EdgeSettings
@@ -123,6 +124,20 @@ async def subscribe_events(
         ),
     ] = None,
     filter: Annotated[str | None, Query(description=FILTER_DESCRIPTION)] = None,
+    max_rate: Annotated[
+        float | None,
+        Query(
+            gt=0,
+            le=10_000,
+            description="At most this many writes a second; each carries the newest metrics sample of "
+            "each resource and every other event since the last (5: five updates a second per node). "
+            "Lower than the edge's own cap only.",
+        ),
+    ] = None,
+    max_bandwidth: Annotated[
+        int | None,
+        Query(gt=0, description="At most this many bytes a second. Lower than the edge's own cap only."),
+    ] = None,
     last_event_id: Annotated[
         str | None,
         Query(
@@ -173,9 +188,19 @@ async def subscribe_events(
         raise
     if service.stopping.is_set():
         client.close("shutdown")
+    pace = WritePace(
+        effective(max_rate, settings.max_rate),
+        _whole(effective(max_bandwidth, float(settings.max_bandwidth))),
+    )
     opening = retry_frame(int(settings.retry.total_seconds() * 1000)) + control_frame(
         "stream.ready",
-        {**query.describe(), "last_seq": bounds.last_seq, "subscription_id": client.subscription_id},
+        {
+            **query.describe(),
+            "last_seq": bounds.last_seq,
+            "subscription_id": client.subscription_id,
+            "max_rate": pace.max_rate,
+            "max_bandwidth": pace.max_bandwidth,
+        },
     )
     return SseResponse(
         client,
@@ -188,7 +213,12 @@ async def subscribe_events(
             int(settings.shutdown_spread.total_seconds() * 1000),
         ),
         on_close=lambda: limits.release(peer),
+        pace=pace,
     )
+
+
+def _whole(value: float | None) -> int | None:
+    return None if value is None else int(value)
 
 
 def _recent_bounds(recent: RecentEvents, query: EventQuery) -> JetStreamBounds | None:

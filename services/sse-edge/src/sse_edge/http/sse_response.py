@@ -6,6 +6,7 @@ per event, and write everything ready in one `send`.
 """
 
 import asyncio
+import math
 import random
 import time
 import zlib
@@ -20,6 +21,7 @@ from sse_edge.history.replay import Replay
 from sse_edge.http.detached_response import hand_over
 from sse_edge.http.sse_frames import HEARTBEAT_FRAME, control_frame, retry_frame
 from sse_edge.http.uvicorn_transport import UvicornTransport
+from sse_edge.http.write_pace import WritePace
 from sse_edge.live.fanout import FanoutIndex
 from sse_edge.live.subscriber import Subscriber, SubscriberClosed
 from sse_edge.metrics import CONNECTIONS, CONNECTIONS_CLOSED, CONNECTIONS_OPENED, WRITES
@@ -39,6 +41,8 @@ _GZIP_WBITS: Final = 16 + 12  # 16+: a gzip header and trailer, not raw zlib
 _GZIP_MEMLEVEL: Final = 3
 
 
+_PAUSE_SLICE: Final = 0.25
+
 _RAW_HEADERS: dict[bool, list[tuple[bytes, bytes]]] = {}
 
 
@@ -57,8 +61,12 @@ class SseResponse(Response):
         gzip: bool,
         shutdown_retry_ms: tuple[int, int],
         on_close: Callable[[], None],
+        pace: WritePace | None = None,
     ) -> None:
         self.client = client
+        self.pace = pace if pace is not None and pace.paced else None
+        if self.pace is not None:
+            client.conflate_live()
         self.index = index
         self.opening = opening
         self.replay: Replay | None = replay
@@ -146,8 +154,11 @@ class SseResponse(Response):
         while client.close_reason is None:
             chunk, count, oldest = client.take()
             if chunk:
+                started = time.monotonic()
                 await self._write(send, chunk)
                 WRITES.record(len(chunk), count, oldest)
+                if self.pace is not None:
+                    await self._pause(self.pace.pause_after(len(chunk), time.monotonic() - started))
             elif client.take_heartbeat():
                 await self._write(send, HEARTBEAT_FRAME)
                 WRITES.record(len(HEARTBEAT_FRAME), 0, 0.0)
@@ -161,6 +172,15 @@ class SseResponse(Response):
         await self._write(send, chunk + farewell, final=True)
         WRITES.record(len(chunk) + len(farewell), count, oldest)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _pause(self, seconds: float) -> None:
+        """Wait `seconds` before the next write, looking at the stream's state every quarter second
+        so that a close or a shutdown is not held up by a long pause."""
+        deadline = time.monotonic() + seconds
+        for _ in range(math.ceil(seconds / _PAUSE_SLICE)):
+            if self.client.close_reason is not None:
+                return
+            await asyncio.sleep(max(0.0, min(_PAUSE_SLICE, deadline - time.monotonic())))
 
     def _farewell(self, reason: str) -> bytes:
         if reason == "overflow":

@@ -43,6 +43,7 @@ class Subscriber:
         "_backlog",
         "_backlog_bytes",
         "_close_reason",
+        "_conflate_live",
         "_expression",
         "_farewell",
         "_filter",
@@ -82,6 +83,7 @@ class Subscriber:
         """Names this stream for `PATCH /api/v1/subscriptions/{id}`; None: it cannot be changed."""
         self.owner = owner
         """Who may change it: the principal that opened it; None without authentication."""
+        self._conflate_live = False
         self._window = window if window is not None and window.bounded else None
         self._max_bytes = max_bytes
         self._peer = peer
@@ -261,6 +263,11 @@ class Subscriber:
         self._abort = abort
         self._transport = transport
 
+    def conflate_live(self) -> None:
+        """Paced writes (a rate or bandwidth cap): each write carries the newest metrics event of
+        each resource, not every one that arrived since the last write (other events all go)."""
+        self._conflate_live = True
+
     def take(self) -> tuple[bytes, int, float]:
         """Everything ready to write as one chunk: history, then (unless holding) live frames.
 
@@ -289,7 +296,14 @@ class Subscriber:
         if group is not None and self._pos < group.end:
             if self._floor:
                 self._skip_floor(group)
-            if self._pos < group.end:
+            if self._pos < group.end and self._conflate_live:
+                fresh = conflated(group.events_from(self._pos))
+                EVENTS_CONFLATED.inc(group.end - self._pos - len(fresh))
+                self._pos = group.end
+                parts.extend(event.frame for event in fresh)
+                oldest = oldest or fresh[0].stored_at
+                count += len(fresh)
+            elif self._pos < group.end:
                 chunk, read, first_stored = group.read(self._pos)
                 self._pos = group.end
                 if not parts:
@@ -337,15 +351,7 @@ class Subscriber:
     def spill(self, group: FilterGroup) -> None:
         """More than a buffer behind: conflate metrics into the backlog, or close with overflow."""
         behind = self._backlog + [event for event in group.events_from(self._pos) if event.seq > self._floor]
-        newest: dict[str, int] = {}
-        for position, event in enumerate(behind):
-            if event.conflation_key is not None:
-                newest[event.conflation_key] = position
-        kept = [
-            event
-            for position, event in enumerate(behind)
-            if event.conflation_key is None or newest[event.conflation_key] == position
-        ]
+        kept = conflated(behind)
         kept_bytes = sum(len(event.frame) for event in kept)
         if kept_bytes > self._max_bytes:
             EVENTS_OVERFLOWED.inc(len(behind))
@@ -378,3 +384,16 @@ class Subscriber:
                 self._group.remove_reader(self)
         self._history_room.set()
         self._wake.set()
+
+
+def conflated(events: list[FramedEvent]) -> list[FramedEvent]:
+    """`events` with only the newest of each conflation key (metrics of one resource), in order."""
+    newest: dict[str, int] = {}
+    for position, event in enumerate(events):
+        if event.conflation_key is not None:
+            newest[event.conflation_key] = position
+    return [
+        event
+        for position, event in enumerate(events)
+        if event.conflation_key is None or newest[event.conflation_key] == position
+    ]
