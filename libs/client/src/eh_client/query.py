@@ -6,6 +6,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
+from eh_contracts.times import rfc3339
+
 _DURATION: Final = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNIT_SECONDS: Final = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
 
@@ -33,10 +35,6 @@ def to_time(value: TimeLike, *, now: datetime | None = None) -> datetime:
         pass
     moment = datetime.fromisoformat(value.strip())
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _values(raw: str | Iterable[str] | None) -> tuple[str, ...]:

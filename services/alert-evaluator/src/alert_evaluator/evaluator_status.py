@@ -1,12 +1,12 @@
 """What an operator sees of a replica: read-only views over the supervisor, never a control."""
 
 import math
-from datetime import UTC, datetime
 from typing import Any
 
 from alert_evaluator.alerts import alert_id
 from alert_evaluator.replica import ReplicaSupervisor
 from alert_evaluator.rules import RuleSet
+from eh_contracts.times import rfc3339_from_epoch
 
 
 class EvaluatorStatus:
@@ -70,4 +70,4 @@ class EvaluatorStatus:
 def _iso(seconds: float) -> str | None:
     if math.isinf(seconds):
         return None
-    return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
+    return rfc3339_from_epoch(seconds)

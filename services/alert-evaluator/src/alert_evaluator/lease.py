@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import json
 import time
-from datetime import UTC, datetime
 
 import structlog
 from nats.js import JetStreamContext
@@ -20,6 +19,7 @@ from nats.js.api import Header
 from nats.js.errors import APIError, KeyWrongLastSequenceError
 
 from alert_evaluator.state_store import BUCKET, LEASE_KEY
+from eh_contracts.times import utc_now_rfc3339
 from eh_runtime.connection import NatsConnection
 from eh_runtime.jetstream import ERR_WRONG_LAST_SEQUENCE
 
@@ -49,7 +49,7 @@ class Lease:
         return self._connection.jetstream()
 
     def _value(self) -> bytes:
-        return json.dumps({"replica": self.replica_id, "renewed_at": datetime.now(UTC).isoformat()}).encode()
+        return json.dumps({"replica": self.replica_id, "renewed_at": utc_now_rfc3339()}).encode()
 
     async def try_acquire(self) -> bool:
         """Take the lease if nobody holds it; True when this replica now holds it."""

@@ -14,7 +14,7 @@ The marker stays (for `_MARKER_TTL`), so a replica that starts after the fact st
 import asyncio
 import contextlib
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any, Final
 
 import pydantic_core
@@ -26,6 +26,7 @@ from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from collector.resource_states import ResourceStates, TransitionResult, kv_token
 from eh_contracts.records import EventRecord, parse_record
+from eh_contracts.times import utc_now_rfc3339
 from eh_runtime.event_publisher import StoreUnavailable
 from eh_runtime.kv import ensure_key_value
 
@@ -97,7 +98,7 @@ class Heartbeats:
         """Record a heartbeat; bring the node online if it was offline or never seen."""
         if self._js is None or not self.states.connected:
             raise StoreUnavailable("not connected to NATS (or the heartbeat bucket is not open yet)")
-        now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        now = utc_now_rfc3339()
         record: dict[str, Any] = {"last_heartbeat": now}
         if ip is not None:
             record["ip"] = ip

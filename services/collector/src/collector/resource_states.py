@@ -30,6 +30,7 @@ from nats.js.kv import KeyValue
 
 from eh_contracts.records import EventRecord
 from eh_contracts.subjects import event_subject
+from eh_contracts.times import utc_now_rfc3339
 from eh_runtime.event_publisher import EventPublisher, StoreUnavailable
 from eh_runtime.kv import ensure_key_value, read_current_values
 from eh_runtime.stream import EVENTS_STREAM
@@ -228,7 +229,7 @@ class ResourceStates:
                 event_id=event.id,
                 seq=None,
                 event=pydantic_core.from_json(payload),
-                claimed_at=datetime.now(UTC).isoformat(),
+                claimed_at=utc_now_rfc3339(),
                 revision=0,
             )
             try:

@@ -24,6 +24,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from prometheus_client import Histogram
 
+from eh_contracts.times import rfc3339
 from eh_runtime.jetstream import delete_consumer_nowait
 from eh_runtime.stream import EVENTS_STREAM
 from sse_edge.event_selection import EventSelection
@@ -136,7 +137,7 @@ class JetStreamHistory:
 
     async def first_seq_stored_at(self, moment: datetime) -> int | None:
         """The first sequence stored at or after `moment`, or None when nothing was stored since."""
-        request = json.dumps({"start_time": _rfc3339(moment)}).encode()
+        request = json.dumps({"start_time": rfc3339(moment)}).encode()
         reply = await self._client.request(f"$JS.API.DIRECT.GET.{EVENTS_STREAM}", request, timeout=5)
         headers = reply.headers or {}
         if headers.get("Status") == _NO_MESSAGE_STATUS:
@@ -308,7 +309,3 @@ def _collector(batch: list[StoredEvent], selection: EventSelection) -> EventSink
             batch.append(StoredEvent(seq, subject, data))
 
     return collect
-
-
-def _rfc3339(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")

@@ -13,6 +13,7 @@ from fastapi import HTTPException
 from eh_contracts.expressions import CompiledExpression
 from eh_contracts.payloads import RFC3339_PATTERN
 from eh_contracts.subjects import SubjectFilter
+from eh_contracts.times import rfc3339
 from eh_runtime.service import error_detail
 from sse_edge.event_selection import EventSelection
 from sse_edge.time_window import TimeWindow
@@ -53,10 +54,10 @@ class EventQuery:
     def describe(self) -> dict[str, Any]:
         return {
             "filters": self.filter.describe(),
-            "start_time": _rfc3339(self.window.start)
+            "start_time": rfc3339(self.window.start)
             if self.window.start and self.resume_after is None
             else None,
-            "end_time": _rfc3339(self.window.end) if self.window.end else None,
+            "end_time": rfc3339(self.window.end) if self.window.end else None,
             "limit": self.limit if self.resume_after is None else None,
             "resume_after": self.resume_after,
             "snapshot": self.snapshot,
@@ -139,7 +140,3 @@ def parse_snapshot(value: str | None) -> bool:
 
 def _invalid(parameter: str, message: str) -> HTTPException:
     return HTTPException(422, detail=[error_detail([parameter], message, "value_error") | {"in": "query"}])
-
-
-def _rfc3339(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
