@@ -15,18 +15,14 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
-from eh_contracts.event_types import EventType
+from alert_evaluator.rules import EVALUATED_TYPES
 from eh_contracts.subjects import SUBJECT_ROOT
 from eh_runtime.stream import EVENTS_STREAM
 
 log = structlog.get_logger(__name__)
 
 CONSUMER: Final = "alert-evaluator"
-EVALUATED_SUBJECTS: Final = sorted(
-    f"{SUBJECT_ROOT}.{event_type.value}.*"
-    for event_type in EventType
-    if event_type is not EventType.SYSTEM_ALERT
-)
+EVALUATED_SUBJECTS: Final = sorted(f"{SUBJECT_ROOT}.{event_type.value}.*" for event_type in EVALUATED_TYPES)
 ACK_WAIT_SECONDS: Final = 30.0
 
 

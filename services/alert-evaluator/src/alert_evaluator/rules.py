@@ -12,32 +12,27 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import PurePath
-from typing import Annotated, Any, Final, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from alert_evaluator.conditions import CompiledCondition, compile_condition
 from eh_contracts.envelope import EVENT_MODELS
-from eh_contracts.event_types import EventType
+from eh_contracts.event_types import EventKind, EventType
 from eh_contracts.payloads import AlertLevel, Payload
 from eh_runtime.settings import duration_text as settings_duration_text
 from eh_runtime.settings import parse_duration
 
 RULE_NAME_PATTERN: Final = r"^[a-z0-9][a-z0-9_-]{0,47}$"
 
-EvaluatedType = Literal[
-    "node_status",
-    "node_metrics",
-    "pipeline_status",
-    "pipeline_progress",
-    "container_status",
-    "container_metrics",
-    "system_log",
-]
-"""Every event type but `system_alert`: rules never read alerts, so an alert cannot feed itself."""
+EVALUATED_TYPES: Final = tuple(t for t in EventType if t.kind is not EventKind.ALERT)
+"""Every event type but alerts: rules never read alerts, so an alert cannot feed itself."""
 
-STATE_EVENT_TYPES: Final = frozenset({"node_status", "pipeline_status", "container_status"})
-"""Status events report a change and then nothing until the next one: their value never goes stale."""
+if TYPE_CHECKING:
+    EvaluatedType = str
+else:
+    # A Literal (not the enum) for the error message: it lists exactly the types a rule may watch.
+    EvaluatedType = Literal[tuple(t.value for t in EVALUATED_TYPES)]
 
 PLACEHOLDERS: Final = frozenset({"resource_id", "value", "threshold", "duration", "rule"})
 
@@ -178,7 +173,8 @@ def compile_rule(spec: RuleSpec, defaults: DefaultsSpec) -> AlertRule:
     numeric = not isinstance(condition.threshold, str | tuple)
     staleness: timedelta | Never | None = spec.staleness
     if staleness is None:
-        staleness = "never" if spec.event in STATE_EVENT_TYPES else defaults.staleness
+        # A status is reported once per change: it holds until the next one, it never goes stale.
+        staleness = "never" if EventType(spec.event).kind is EventKind.STATUS else defaults.staleness
     resolve_delay = spec.resolve_delay if spec.resolve_delay is not None else defaults.resolve_delay
     resolved_message = spec.resolved_message or f"Resolved: {spec.message}"
     for name, template in (

@@ -19,7 +19,7 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 
 import pydantic_core
 import structlog
@@ -28,6 +28,7 @@ from nats.js.api import KeyValueConfig
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
 
+from eh_contracts.event_types import EventKind, EventType
 from eh_contracts.records import EventRecord
 from eh_contracts.subjects import event_subject
 from eh_contracts.times import utc_now_rfc3339
@@ -55,12 +56,17 @@ class StateFields:
     unknown: str | None
 
 
+def _state_fields(event_type: EventType) -> StateFields:
+    kind = cast(ResourceKind, event_type.resource)
+    if event_type is EventType.PIPELINE_STATUS:
+        return StateFields(kind, "old_status", "new_status", None)
+    return StateFields(kind, "old_state", "new_state", "unknown")
+
+
 STATE_FIELDS: Final[dict[str, StateFields]] = {
-    "node_status": StateFields("node", "old_state", "new_state", "unknown"),
-    "pipeline_status": StateFields("pipeline", "old_status", "new_status", None),
-    "container_status": StateFields("container", "old_state", "new_state", "unknown"),
+    event_type.value: _state_fields(event_type) for event_type in EventType.of_kind(EventKind.STATUS)
 }
-"""The event types that are transitions, by type."""
+"""The event types that are transitions (the status kind), by type."""
 
 
 def kv_token(resource_id: str) -> str:

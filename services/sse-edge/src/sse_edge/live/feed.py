@@ -14,7 +14,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 
-from eh_contracts.event_types import EventType
+from eh_contracts.event_types import EventKind, EventType
 from eh_contracts.stored_events import ENVELOPE_HEADER, ENVELOPE_VERSION
 from eh_contracts.subjects import ALL_EVENTS_SUBJECT
 from eh_runtime.connection import NatsConnection
@@ -31,7 +31,7 @@ log = structlog.get_logger(__name__)
 
 _SUBJECT_PREFIX: Final = "events."
 # Samples where only the newest per resource matters to a client that cannot keep up.
-CONFLATABLE_TYPES: Final = frozenset({EventType.NODE_METRICS.value, EventType.CONTAINER_METRICS.value})
+CONFLATABLE_TYPES: Final = frozenset(t.value for t in EventType.of_kind(EventKind.METRICS))
 
 
 class LiveFeed:
