@@ -110,3 +110,26 @@ async def test_openapi_documents_the_public_routes(nats_url, events_stream):
         edge_paths = (await client.get("/openapi.json")).json()["paths"]
     assert "post" in collector_paths["/api/v1/events"]
     assert "text/event-stream" in edge_paths["/api/v1/events"]["get"]["responses"]["200"]["content"]
+
+
+STORE_ROUTES = {
+    "collector": [("GET", "/api/v1/resources/node"), ("GET", "/api/v1/resources/node/n1")],
+    "sse-edge": [("GET", "/api/v1/events/history"), ("GET", "/api/v1/events")],
+}
+
+
+@pytest.mark.own_server
+@pytest.mark.parametrize("service", sorted(STORE_ROUTES))
+async def test_nats_down_is_one_503_with_retry_after_on_every_route(service, nats_server, events_stream):
+    """One exception handler, installed by the shared service code, answers every route alike."""
+    async with serving(SERVICES[service](nats_server.url)) as client:
+        nats_server.stop()
+        await wait_for_status(client, "/readyz", 503)
+        for method, path in STORE_ROUTES[service]:
+            response = await client.request(method, path)
+            assert response.status_code == 503, (path, response.text)
+            assert response.headers["retry-after"] == "1"
+            answer = response.json()
+            assert answer["code"] == "store_unavailable"
+            assert answer["request_id"] == response.headers["x-request-id"]
+        nats_server.start()

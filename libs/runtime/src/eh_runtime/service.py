@@ -8,16 +8,18 @@ error format for everything a client can get wrong.
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
-from typing import Any
+from typing import Any, Final
 
 import structlog
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from nats.errors import Error as NatsError
 from starlette.exceptions import HTTPException
 
 from eh_contracts.envelope import field_path
 from eh_runtime.connection import ConnectHook, NatsConnection
+from eh_runtime.event_publisher import StoreUnavailable
 from eh_runtime.metrics import metrics_response
 from eh_runtime.request_context import INTERNAL_ERROR, RequestContextMiddleware, error_body
 from eh_runtime.settings import ServiceSettings
@@ -31,6 +33,28 @@ ReadinessCheck = Callable[[], Awaitable[str | None]]
 ServiceLifespan = Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]
 
 _READINESS_TIMEOUT_SECONDS = 2.0
+
+STORE_UNAVAILABLE: Final = "store_unavailable"
+"""The `code` of a 503 because NATS (the event store, a key-value bucket) did not answer."""
+RETRY_AFTER_SECONDS: Final = "1"
+"""What a 503 tells a client to wait before retrying (`Retry-After`)."""
+STORE_ERRORS: Final = (StoreUnavailable, NatsError, TimeoutError)
+"""What a route raises when NATS is unavailable; every service answers them with a 503."""
+
+
+def from_app_state(name: str) -> Callable[[Request], Awaitable[Any]]:
+    """A FastAPI dependency that gives `app.state.<name>`: the one way routes reach a service's parts.
+
+    Used as a named alias: `IngestorDep = Annotated[Ingestor, Depends(from_app_state("ingestor"))]`.
+    """
+
+    async def dependency(request: Request) -> Any:
+        # Async, though it does not await: FastAPI runs a plain function dependency in a worker
+        # thread, a hop per dependency per request.
+        return getattr(request.app.state, name)
+
+    dependency.__name__ = f"app_state_{name}"
+    return dependency
 
 
 class Service:
@@ -124,9 +148,12 @@ class Service:
         self.nats.add_hook(self.stream_watch.refresh)
         app = FastAPI(title=title, description=description, lifespan=service_lifespan)
         app.state.service = self
+        app.state.settings = self.settings
         app.add_middleware(RequestContextMiddleware, routine_routes=frozenset(routine_routes))
         app.add_exception_handler(RequestValidationError, _validation_error)
         app.add_exception_handler(HTTPException, _http_error)
+        for error in STORE_ERRORS:
+            app.add_exception_handler(error, store_unavailable)
         app.add_exception_handler(Exception, _unexpected_error)
         app.include_router(self._health_router())
         for router in routers:
@@ -196,6 +223,19 @@ async def _validation_error(_request: Request, error: Exception) -> JSONResponse
 async def _http_error(_request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, HTTPException)
     return JSONResponse({"detail": error.detail}, status_code=error.status_code, headers=error.headers)
+
+
+def store_unavailable_response(message: str = "event store unavailable; retry shortly") -> JSONResponse:
+    """A 503 with `Retry-After`, the stable code `store_unavailable`, and the request id."""
+    return JSONResponse(
+        error_body(STORE_UNAVAILABLE, message), status_code=503, headers={"Retry-After": RETRY_AFTER_SECONDS}
+    )
+
+
+async def store_unavailable(request: Request, error: Exception) -> JSONResponse:
+    """The one answer of every route to NATS being unavailable (`STORE_ERRORS`)."""
+    log.warning("store unavailable", path=request.url.path, error=f"{type(error).__name__}: {error}")
+    return store_unavailable_response()
 
 
 async def _unexpected_error(request: Request, error: Exception) -> JSONResponse:

@@ -6,15 +6,13 @@ import pydantic_core
 import structlog
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
-from nats.errors import Error as NatsError
 from pydantic import AfterValidator, BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from collector.deps import HeartbeatsDep, IngestorDep, SettingsDep
-from collector.ingest import STORE_UNAVAILABLE, STORE_UNAVAILABLE_MESSAGE
+from collector.ingest import STORE_UNAVAILABLE_MESSAGE
 from collector.intake import Intake
 from collector.routes import (
     JSON_MEDIA_TYPE,
-    RETRY_AFTER_SECONDS,
     json_response,
     read_body,
     require_media_type,
@@ -22,9 +20,7 @@ from collector.routes import (
 from eh_contracts.payloads import IpAddress, NodeMetrics
 from eh_contracts.records import parse_record
 from eh_contracts.subjects import RESOURCE_ID_SCHEMA, validate_resource_id
-from eh_runtime.event_publisher import StoreUnavailable
-from eh_runtime.request_context import error_body
-from eh_runtime.service import error_detail
+from eh_runtime.service import RETRY_AFTER_SECONDS, STORE_UNAVAILABLE, error_detail
 
 log = structlog.get_logger(__name__)
 
@@ -96,12 +92,7 @@ async def heartbeat(
         ]
         return json_response({"detail": detail}, 422)
     ip = str(beat.ip) if beat.ip is not None else None
-    try:
-        transition = await heartbeats.beat(node_id, ip)
-    except (StoreUnavailable, NatsError, TimeoutError) as error:
-        log.warning("heartbeat not recorded", node_id=node_id, error=f"{type(error).__name__}: {error}")
-        failure = error_body(STORE_UNAVAILABLE, "heartbeat not recorded: state store unavailable; retry")
-        return json_response(failure, 503, {"Retry-After": RETRY_AFTER_SECONDS})
+    transition = await heartbeats.beat(node_id, ip)
     answer: dict[str, Any] = {
         "node_id": node_id,
         "state": transition.state,

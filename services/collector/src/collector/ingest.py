@@ -21,11 +21,10 @@ from collector.resource_states import STATE_FIELDS, ResourceStates, TransitionRe
 from eh_contracts.envelope import FieldError
 from eh_contracts.records import EventRecord
 from eh_runtime.event_publisher import EventPublisher, StoreResult, StoreUnavailable
-from eh_runtime.service import error_detail
+from eh_runtime.service import STORE_UNAVAILABLE, error_detail
 
 EventStatus = Literal["stored", "duplicate", "unchanged", "invalid", "failed"]
 ACCEPTED: Final = frozenset({"stored", "duplicate", "unchanged"})
-STORE_UNAVAILABLE: Final = "store_unavailable"
 # What a client reads for a failed event; the cause (a NATS error text) is for the operators' log.
 STORE_UNAVAILABLE_MESSAGE: Final = "event store unavailable; retry with the same id"
 

@@ -12,16 +12,12 @@ from typing import Annotated, Any
 import structlog
 from fastapi import APIRouter, HTTPException, Path
 from fastapi.responses import Response
-from nats.errors import Error as NatsError
 from pydantic import AfterValidator
 
 from collector.deps import ServiceDep, StatesDep
-from collector.ingest import STORE_UNAVAILABLE
 from collector.resource_states import ResourceKind
-from collector.routes import RETRY_AFTER_SECONDS, json_response
+from collector.routes import json_response
 from eh_contracts.subjects import RESOURCE_ID_SCHEMA, validate_resource_id
-from eh_runtime.event_publisher import StoreUnavailable
-from eh_runtime.request_context import error_body
 from eh_runtime.service import Service
 from eh_runtime.stream import EVENTS_STREAM
 
@@ -47,11 +43,8 @@ async def _stream_seq(service: Service) -> int:
     responses={422: {"description": "Unknown kind"}, 503: {"description": "NATS unavailable"}},
 )
 async def list_resources(kind: ResourceKind, service: ServiceDep, states: StatesDep) -> Response:
-    try:
-        stream_seq = await _stream_seq(service)
-        resources = await states.list(kind)
-    except (StoreUnavailable, NatsError, TimeoutError) as error:
-        return _unavailable(error)
+    stream_seq = await _stream_seq(service)
+    resources = await states.list(kind)
     body: dict[str, Any] = {
         "kind": kind,
         "stream_seq": stream_seq,
@@ -63,22 +56,17 @@ async def list_resources(kind: ResourceKind, service: ServiceDep, states: States
 @router.get(
     "/resources/{kind}/{resource_id}",
     summary="Current state of one node, pipeline or container",
-    responses={404: {"description": "No state known"}, 422: {"description": "Invalid kind or id"}},
+    responses={
+        404: {"description": "No state known"},
+        422: {"description": "Invalid kind or id"},
+        503: {"description": "NATS unavailable"},
+    },
 )
 async def get_resource(
     kind: ResourceKind, resource_id: ResourceIdPath, service: ServiceDep, states: StatesDep
 ) -> Response:
-    try:
-        stream_seq = await _stream_seq(service)
-        state = await states.get(kind, resource_id)
-    except (StoreUnavailable, NatsError, TimeoutError) as error:
-        return _unavailable(error)
+    stream_seq = await _stream_seq(service)
+    state = await states.get(kind, resource_id)
     if state is None:
         raise HTTPException(404, f"no state known for {kind} {resource_id!r}")
     return json_response({"kind": kind, "stream_seq": stream_seq, **state.public()}, 200)
-
-
-def _unavailable(error: Exception) -> Response:
-    log.warning("resource state not read", error=f"{type(error).__name__}: {error}")
-    answer = error_body(STORE_UNAVAILABLE, "state store unavailable; retry")
-    return json_response(answer, 503, {"Retry-After": RETRY_AFTER_SECONDS})

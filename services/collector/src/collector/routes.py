@@ -10,16 +10,15 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response
 
 from collector.deps import IngestorDep, SettingsDep
-from collector.ingest import STORE_UNAVAILABLE, EventResult
+from collector.ingest import EventResult
 from collector.intake import NDJSON_MEDIA_TYPES, Intake, TooManyEvents, read_json, read_ndjson
 from eh_contracts.envelope import EventParseError, FieldError
 from eh_contracts.schemas import any_event_schema
 from eh_runtime.request_context import error_body
-from eh_runtime.service import error_detail
+from eh_runtime.service import RETRY_AFTER_SECONDS, STORE_UNAVAILABLE, error_detail
 
 log = structlog.get_logger(__name__)
 
-RETRY_AFTER_SECONDS: Final = "1"
 JSON_MEDIA_TYPE: Final = "application/json"
 
 

@@ -5,7 +5,6 @@ from typing import Annotated, Any
 
 import structlog
 from fastapi import APIRouter, Header, HTTPException, Query, Request
-from nats.errors import Error as NatsError
 
 from eh_contracts.envelope import EVENT_MODELS
 from eh_contracts.event_types import EventType
@@ -231,13 +230,7 @@ def _recent_bounds(recent: RecentEvents, query: EventQuery) -> JetStreamBounds |
 
 async def _stream_bounds(history: JetStreamHistory, query: EventQuery) -> JetStreamBounds:
     """The EVENTS stream's first and last sequence; 503 or 400 before the stream opens."""
-    try:
-        bounds = await history.bounds()
-    except (NatsError, TimeoutError) as error:
-        log.warning("event store unreachable for a new stream", error=repr(error))
-        raise HTTPException(
-            503, "event store unavailable; retry shortly", headers={"Retry-After": "1"}
-        ) from None
+    bounds = await history.bounds()  # NATS unavailable: the service's 503 handler answers
     if query.resume_after is not None and query.resume_after > bounds.last_seq:
         raise HTTPException(
             400,

@@ -6,7 +6,6 @@ from typing import Annotated, Final
 
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import Response
-from nats.errors import Error as NatsError
 
 from eh_runtime.service import error_detail
 from sse_edge.event_selection import EventSelection
@@ -83,23 +82,18 @@ async def event_history(
         if order != "asc":
             raise HTTPException(422, detail=[_order_error()])
         return await _snapshot_page(history, subjects, limit, position, fingerprint, query.selection)
-    try:
-        bounds = await history.bounds()
-        low, high = await history.seq_range(query.window, settings.time_skew, bounds)
-        if order == "asc":
-            low = max(low, position.seq) if position else low
-            page = await history.earliest(subjects, query.selection, low, high, limit)
-            more = len(page) == limit and page[-1].seq < high
-            after = HistoryCursor("asc", page[-1].seq + 1, fingerprint) if more else None
-        else:
-            high = min(high, position.seq) if position else high
-            page = list(reversed(await history.latest(subjects, query.selection, low, high, limit)))
-            more = len(page) == limit and page[-1].seq > low
-            after = HistoryCursor("desc", page[-1].seq - 1, fingerprint) if more else None
-    except (NatsError, TimeoutError):
-        raise HTTPException(
-            503, "event store unavailable; retry shortly", headers={"Retry-After": "1"}
-        ) from None
+    bounds = await history.bounds()
+    low, high = await history.seq_range(query.window, settings.time_skew, bounds)
+    if order == "asc":
+        low = max(low, position.seq) if position else low
+        page = await history.earliest(subjects, query.selection, low, high, limit)
+        more = len(page) == limit and page[-1].seq < high
+        after = HistoryCursor("asc", page[-1].seq + 1, fingerprint) if more else None
+    else:
+        high = min(high, position.seq) if position else high
+        page = list(reversed(await history.latest(subjects, query.selection, low, high, limit)))
+        more = len(page) == limit and page[-1].seq > low
+        after = HistoryCursor("desc", page[-1].seq - 1, fingerprint) if more else None
     return Response(_page_json(page, after), media_type="application/json")
 
 
@@ -113,16 +107,11 @@ async def _snapshot_page(
 ) -> Response:
     """A page of the snapshot taken at the first page's stream end; later pages keep that point,
     so the pages together are one snapshot, whatever arrives meanwhile."""
-    try:
-        snapshot_at = position.snapshot_at if position else (await history.bounds()).last_seq
-        after_seq = position.seq if position else 0
-        page = await history.latest_per_subject(
-            subjects, snapshot_at, limit, after_seq=after_seq, selection=selection
-        )
-    except (NatsError, TimeoutError):
-        raise HTTPException(
-            503, "event store unavailable; retry shortly", headers={"Retry-After": "1"}
-        ) from None
+    snapshot_at = position.snapshot_at if position else (await history.bounds()).last_seq
+    after_seq = position.seq if position else 0
+    page = await history.latest_per_subject(
+        subjects, snapshot_at, limit, after_seq=after_seq, selection=selection
+    )
     more = len(page) == limit and page[-1].seq < snapshot_at
     after = HistoryCursor("asc", page[-1].seq, fingerprint, snapshot_at) if more else None
     return Response(_page_json(page, after, snapshot_at), media_type="application/json")
