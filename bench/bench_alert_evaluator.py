@@ -20,6 +20,7 @@ import json
 import random
 import tempfile
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -30,6 +31,8 @@ from alert_evaluator.consumer import EVALUATED_SUBJECTS
 from alert_evaluator.engine import AlertEngine
 from alert_evaluator.evaluator_status import EvaluatorStatus
 from alert_evaluator.replica import ReplicaSupervisor
+from alert_evaluator.rule_index import TypeRules
+from alert_evaluator.rules import RuleSet
 from alert_evaluator.rules_file import parse_rules
 from alert_evaluator.settings import EvaluatorSettings
 from eh_devtools.nats_server import NatsServer
@@ -165,8 +168,15 @@ async def evaluator(url: str, last_seq: int) -> tuple[float, dict[str, object]]:
     return elapsed, status
 
 
-def engine_only(batch: list[tuple[str, bytes]], *, group_thresholds: bool = True) -> float:
-    engine = AlertEngine(parse_rules(rules_yaml()), group_thresholds=group_thresholds)
+class OneByOneEngine(AlertEngine):
+    """The baseline of the grouping: every rule evaluated on its own."""
+
+    def index(self, rules: RuleSet) -> Mapping[str, TypeRules]:
+        return {event_type: TypeRules((), type_rules) for event_type, type_rules in rules.by_type.items()}
+
+
+def engine_only(batch: list[tuple[str, bytes]], engine_class: type[AlertEngine] = AlertEngine) -> float:
+    engine = engine_class(parse_rules(rules_yaml()))
     decoded = []
     for subject, payload in batch:
         envelope = json.loads(payload)
@@ -197,7 +207,7 @@ async def main() -> None:
         info = await nc.jetstream().stream_info(EVENTS_STREAM, subjects_filter="events.system_alert.>")
         await nc.close()
     engine_s = engine_only(batch)
-    naive_s = engine_only(batch, group_thresholds=False)
+    naive_s = engine_only(batch, OneByOneEngine)
     base_rate, eval_rate, engine_rate = count / base_s, count / eval_s, count / engine_s
     alerts = (info.state.messages or 0) - count
     print(f"events: {count} node_metrics over {NODES} nodes, {RULES} rules, fetch/commit batch {BATCH}")

@@ -15,7 +15,7 @@ event: a resource that falls silent goes stale after `staleness` of stream time.
 """
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,12 +57,9 @@ class AlertEngine:
         entries: Iterable[AlertEntry] = (),
         stream_time: float = -math.inf,
         clocks: dict[str, ResourceClock] | None = None,
-        *,
-        group_thresholds: bool = True,
     ) -> None:
         self.rules = rules
-        self._group_thresholds = group_thresholds
-        self._index = index_rules(rules, group_thresholds=group_thresholds)
+        self._index = self.index(rules)
         self.stream_time = stream_time
         """The latest stream time seen: timed transitions up to it have been applied."""
         self.late_samples = 0
@@ -203,10 +200,14 @@ class AlertEngine:
         self._next_due = next_due
         return out
 
+    def index(self, rules: RuleSet) -> Mapping[str, TypeRules]:
+        """The rules of each event type, grouped for evaluation (`rule_index`)."""
+        return index_rules(rules)
+
     def replace_rules(self, rules: RuleSet) -> list[Transition]:
         """Use `rules` from now on, keeping the state of every rule that is still there."""
         old_rules, self.rules = self.rules, rules
-        self._index = index_rules(rules, group_thresholds=self._group_thresholds)
+        self._index = self.index(rules)
         out = self._drop_orphans(old_rules)
         self._schedule_all()
         return out

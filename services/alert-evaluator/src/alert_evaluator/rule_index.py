@@ -55,16 +55,15 @@ class TypeRules:
     others: tuple[AlertRule, ...]
 
 
-def index_rules(rules: RuleSet, *, group_thresholds: bool = True) -> Mapping[str, TypeRules]:
-    """The rules of each event type, threshold rules grouped (unless `group_thresholds` is False:
-    every rule evaluated one by one, the benchmark's baseline)."""
+def index_rules(rules: RuleSet) -> Mapping[str, TypeRules]:
+    """The rules of each event type, threshold rules on the same field and comparison grouped."""
     indexed: dict[str, TypeRules] = {}
     for event_type, type_rules in rules.by_type.items():
         groups: dict[tuple[str, str], ThresholdGroup] = {}
         others: list[AlertRule] = []
         for rule in type_rules:
             ordering = rule.condition.ordering
-            if ordering is None or not group_thresholds:
+            if ordering is None:
                 others.append(rule)
                 continue
             groups.setdefault(ordering, ThresholdGroup(ordering[1])).add(rule)

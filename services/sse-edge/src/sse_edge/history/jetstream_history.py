@@ -68,10 +68,6 @@ class JetStreamBounds:
     first_seq: int
     last_seq: int
 
-    @property
-    def empty(self) -> bool:
-        return self.last_seq < self.first_seq
-
 
 class JetStreamHistory:
     """Read access to the `EVENTS` stream's history for one edge process.
