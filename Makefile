@@ -13,7 +13,7 @@ VENV_BIN := $(CURDIR)/.venv/bin
 export UV_PYTHON ?= 3.11
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
 
-.PHONY: help sync run test test-faults test-tools lint format schemas docs bench clean
+.PHONY: help sync run test test-faults test-tools lint format schemas manifests docs bench clean
 
 help: ## List the targets
 	@echo "Event Handler: make <target>"
@@ -52,6 +52,7 @@ lint: sync ## ruff, ruff format --check, mypy --strict, and the schema drift che
 	$(VENV_BIN)/ruff format --check .
 	$(VENV_BIN)/mypy
 	$(VENV_BIN)/python -m eh_contracts.schemas check proto-schemas
+	$(VENV_BIN)/python -m eh_devtools.alert_rules_copy check
 
 format: sync ## Fix what ruff can fix and format the code
 	$(VENV_BIN)/ruff check --fix .
@@ -59,6 +60,9 @@ format: sync ## Fix what ruff can fix and format the code
 
 schemas: sync ## Regenerate proto-schemas/ (JSON Schema, AsyncAPI) from the models
 	$(VENV_BIN)/python -m eh_contracts.schemas write proto-schemas
+
+manifests: sync ## Regenerate k8s/base/alert-evaluator/rules.yaml from the evaluator's default rules
+	$(VENV_BIN)/python -m eh_devtools.alert_rules_copy write
 
 docs: sync ## Build the documentation site into site/ (strict: a broken link or anchor fails)
 	NO_MKDOCS_2_WARNING=1 $(VENV_BIN)/mkdocs build --strict

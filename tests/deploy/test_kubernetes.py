@@ -10,6 +10,7 @@ from pydantic import ByteSize, TypeAdapter
 
 import alert_evaluator
 from alert_evaluator.rules_file import load_rules_file, parse_rules
+from eh_devtools.alert_rules_copy import expected_copy
 from eh_devtools.manifests import (
     VALUE_FROM_CLUSTER,
     check_nats_config,
@@ -277,10 +278,11 @@ def test_alert_rules_come_from_a_config_map_mounted_into_the_evaluator(overlay, 
     assert mount["readOnly"] is True
     (variable,) = [e for e in evaluator.containers[0]["env"] if e["name"] == "ALERT_EVALUATOR_RULES_FILE"]
     assert variable["value"] == "/etc/event-handler/rules/rules.yaml"
-    # The evaluator itself accepts the rules, and they are the rules it ships with.
+    # The evaluator itself accepts the rules, and they are the rules it ships with, copied whole.
     shipped = parse_rules(rules["data"]["rules.yaml"].encode(), "k8s/base/alert-evaluator/rules.yaml")
     default = load_rules_file(Path(alert_evaluator.__file__).parent / "default_rules.yaml")
     assert [rule.name for rule in shipped.rules] == [rule.name for rule in default.rules]
+    assert rules["data"]["rules.yaml"] == expected_copy()
 
 
 def test_secrets_are_referenced_never_committed_and_documented(overlay, kubernetes_docs):
