@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 
 from eh_devtools.doc_examples import ExampleSyntaxError, begins_with, contains, examples, matches
-from eh_devtools.docs_gen import format_duration, format_size
+from eh_runtime.settings import duration_text, size_text
 
 
 def test_an_ellipsis_stands_for_text_inside_a_line():
@@ -52,9 +52,9 @@ def test_a_marker_that_is_wrong_or_not_followed_by_a_block_is_an_error(tmp_path,
 
 
 def test_defaults_are_written_as_a_user_writes_them():
-    assert format_duration(timedelta(days=30)) == "30d"
-    assert format_duration(timedelta(minutes=2)) == "2m"
-    assert format_duration(timedelta(milliseconds=250)) == "250ms"
-    assert format_duration(timedelta(0)) == "0"
-    assert format_size(10 * 2**30) == "10GiB"
-    assert format_size(1000) == "1000"
+    assert duration_text(timedelta(days=30)) == "30d"
+    assert duration_text(timedelta(minutes=2)) == "2m"
+    assert duration_text(timedelta(milliseconds=250)) == "250ms"
+    assert duration_text(timedelta(0)) == "0s"
+    assert size_text(10 * 2**30) == "10GiB"
+    assert size_text(1000) == "1000"

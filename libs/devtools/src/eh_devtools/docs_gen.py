@@ -31,7 +31,15 @@ from pydantic_core import PydanticUndefined
 from pydantic_settings import BaseSettings
 
 from eh_devtools.service_catalog import ServiceFacts, service_facts, settings_classes
-from eh_runtime.settings import HttpServerSettings, LoggingSettings, NatsSettings, StreamSettings
+from eh_runtime.settings import (
+    HttpServerSettings,
+    LoggingSettings,
+    NatsSettings,
+    StreamSettings,
+    duration_text,
+    size_text,
+    variable_name,
+)
 
 SHARED_GROUPS: Final[tuple[type[BaseSettings], ...]] = (
     NatsSettings,
@@ -114,8 +122,7 @@ def _settings_table(cls: type[BaseSettings], problems: list[str]) -> list[str]:
 
 
 def _variable(cls: type[BaseSettings], name: str, field: FieldInfo) -> str:
-    alias = field.validation_alias if isinstance(field.validation_alias, str) else None
-    return alias.upper() if alias else f"{_prefix(cls)}{name}".upper()
+    return variable_name(_prefix(cls), name, field)
 
 
 def _default_text(cls: type[BaseSettings], field: FieldInfo) -> str:
@@ -135,30 +142,15 @@ def format_value(value: Any, owner: type | None = None) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, timedelta):
-        return format_duration(value)
+        return duration_text(value)
     if isinstance(value, ByteSize):
-        return format_size(int(value))
+        return size_text(int(value))
     if isinstance(value, Path) and value.is_absolute() and owner is not None:
         package_dir = Path(inspect.getfile(owner)).parent
         try:
             return f"{package_dir.name}/{value.relative_to(package_dir)} (packaged)"
         except ValueError as error:
             raise DocsGenerationError(f"an absolute default path outside its package: {value}") from error
-    return str(value)
-
-
-def format_duration(value: timedelta) -> str:
-    milliseconds = round(value.total_seconds() * 1000)
-    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
-        if milliseconds and milliseconds % size == 0:
-            return f"{milliseconds // size}{unit}"
-    return f"{milliseconds}ms" if milliseconds else "0"
-
-
-def format_size(value: int) -> str:
-    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if value and value % size == 0:
-            return f"{value // size}{unit}"
     return str(value)
 
 

@@ -93,6 +93,8 @@ class Service:
                 problem = await asyncio.wait_for(check(), _READINESS_TIMEOUT_SECONDS)
             except TimeoutError:
                 problem = "check timed out"
+            except Exception as error:  # a check that fails says why; /readyz itself answers
+                problem = f"{type(error).__name__}: {error}"
             results[name] = problem or "ok"
             ready = ready and problem is None
         return ready, results

@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BeforeValidator, ByteSize, Field, ValidationError
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -234,16 +235,21 @@ def settings_variables(cls: type[BaseSettings]) -> list[SettingsVariable]:
         if inspect.isclass(field.annotation) and issubclass(field.annotation, BaseSettings):
             found += settings_variables(field.annotation)
             continue
-        alias = field.validation_alias if isinstance(field.validation_alias, str) else None
         default = field.get_default(call_default_factory=True)
         found.append(
             SettingsVariable(
-                alias.upper() if alias else f"{prefix}{name}".upper(),
+                variable_name(prefix, name, field),
                 "" if default is None else setting_text(default),
                 field.description or "",
             )
         )
     return found
+
+
+def variable_name(prefix: str, name: str, field: FieldInfo) -> str:
+    """The environment variable of the field `name` of a settings class with `env_prefix` `prefix`."""
+    alias = field.validation_alias if isinstance(field.validation_alias, str) else None
+    return alias.upper() if alias else f"{prefix}{name}".upper()
 
 
 def duration_text(value: timedelta) -> str:
@@ -264,7 +270,13 @@ def setting_text(value: Any) -> str:
     if isinstance(value, timedelta):
         return duration_text(value)
     if isinstance(value, ByteSize):
-        for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-            if value and value % size == 0:
-                return f"{value // size}{unit}"
+        return size_text(value)
+    return str(value)
+
+
+def size_text(value: int) -> str:
+    """A size in bytes in the largest binary unit that writes it whole: `10GiB`, `1536`."""
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if value and value % size == 0:
+            return f"{value // size}{unit}"
     return str(value)
