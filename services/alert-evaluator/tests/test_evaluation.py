@@ -104,12 +104,15 @@ async def test_the_default_rules_include_the_seed_example_and_the_state_rules(
             "event": "node_metrics",
             "condition": "cpu.usage > 80",
             "for": "PT5M",
+            "staleness": "PT2M",  # from the file's defaults
+            "resolve_delay": "PT0S",
             "level": "warning",
             "category": "resource",
             "title": "High CPU Usage",
             "fields": None,
         }
         assert by_name.keys() >= DEFAULT_RULE_NAMES
+        assert by_name["pipeline_failed"]["staleness"] == "never"  # a status never goes stale
         seq = await store_event(js, status_event("pipeline_status", "pipe-1", 0, new_status="failed"))
         await wait_for(client, committed=seq)
         assert summary(await stored(js)) == [("pipeline_failed:pipe-1", "firing", iso(0))]

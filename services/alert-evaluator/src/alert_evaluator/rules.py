@@ -14,7 +14,7 @@ from datetime import timedelta
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, TypeAdapter
 
 from alert_evaluator.conditions import CompiledCondition, compile_condition
 from eh_contracts.envelope import EVENT_MODELS
@@ -116,9 +116,13 @@ class AlertRule:
         return duration_text(self.for_seconds)
 
     def describe(self) -> dict[str, Any]:
-        """The rule as the API shows it."""
+        """The rule as the API shows it: durations in ISO 8601 (`PT5M`), the defaults it takes from
+        the file's `defaults` filled in."""
+        staleness = self.staleness_seconds
         return self.spec.model_dump(mode="json", by_alias=True, exclude_none=True) | {
-            "fields": list(self.condition.fields)
+            "staleness": "never" if staleness is None else _iso_duration(staleness),
+            "resolve_delay": _iso_duration(self.resolve_delay_seconds),
+            "fields": list(self.condition.fields),
         }
 
 
@@ -155,6 +159,14 @@ class RuleSet:
                 if self.by_name[name].spec != older.by_name[name].spec
             ),
         }
+
+
+_DURATION: Final = TypeAdapter(timedelta)
+
+
+def _iso_duration(seconds: float) -> str:
+    text: str = _DURATION.dump_python(timedelta(seconds=seconds), mode="json")
+    return text
 
 
 def checksum_of(content: bytes) -> str:
