@@ -42,21 +42,6 @@ STORE_ERRORS: Final = (StoreUnavailable, NatsError, TimeoutError)
 """What a route raises when NATS is unavailable; every service answers them with a 503."""
 
 
-def from_app_state(name: str) -> Callable[[Request], Awaitable[Any]]:
-    """A FastAPI dependency that gives `app.state.<name>`: the one way routes reach a service's parts.
-
-    Used as a named alias: `IngestorDep = Annotated[Ingestor, Depends(from_app_state("ingestor"))]`.
-    """
-
-    async def dependency(request: Request) -> Any:
-        # Async, though it does not await: FastAPI runs a plain function dependency in a worker
-        # thread, a hop per dependency per request.
-        return getattr(request.app.state, name)
-
-    dependency.__name__ = f"app_state_{name}"
-    return dependency
-
-
 class Service:
     """The parts every service has; one instance per process (or per app in tests)."""
 
@@ -150,7 +135,6 @@ class Service:
         self.nats.add_hook(self.stream_watch.refresh)
         app = FastAPI(title=title, description=description, lifespan=service_lifespan)
         app.state.service = self
-        app.state.settings = self.settings
         app.add_middleware(RequestContextMiddleware, routine_routes=frozenset(routine_routes))
         app.add_exception_handler(RequestValidationError, _validation_error)
         app.add_exception_handler(HTTPException, _http_error)

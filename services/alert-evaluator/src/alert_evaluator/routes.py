@@ -2,19 +2,15 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 
 from alert_evaluator.evaluator_status import EvaluatorStatus
+from eh_runtime.dependencies import app_state
 
 router = APIRouter(prefix="/api/v1", tags=["alerts"])
 
 
-def _status(request: Request) -> EvaluatorStatus:
-    view: EvaluatorStatus = request.app.state.evaluator_status
-    return view
-
-
-Status = Annotated[EvaluatorStatus, Depends(_status)]
+Status = Annotated[EvaluatorStatus, Depends(app_state("evaluator_status"))]
 
 
 @router.get(
