@@ -112,7 +112,8 @@ async def test_the_default_rules_include_the_seed_example_and_the_state_rules(
             "fields": None,
         }
         assert by_name.keys() >= DEFAULT_RULE_NAMES
-        assert by_name["pipeline_failed"]["staleness"] == "never"  # a status never goes stale
+        assert by_name["node_offline"]["staleness"] == "never"  # a status never goes stale
+        assert by_name["pipeline_failed"]["staleness"] == "P1D"  # unless the rule says so (24h)
         seq = await store_event(js, status_event("pipeline_status", "pipe-1", 0, new_status="failed"))
         await wait_for(client, committed=seq)
         assert summary(await stored(js)) == [("pipeline_failed:pipe-1", "firing", iso(0))]
