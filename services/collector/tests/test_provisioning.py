@@ -1,6 +1,7 @@
 """What the collector owns and someone deletes while it runs is provisioned again, and said."""
 
 import asyncio
+import json
 import time
 
 import pytest
@@ -67,3 +68,30 @@ async def test_a_deleted_stream_is_created_again_and_readiness_says_it_meanwhile
     response = await collector.post("/api/v1/events", json=node("online"))
     assert response.status_code == 202
     assert response.json()["events"][0]["seq"] == 1  # a new stream
+
+
+async def test_garbage_in_the_state_bucket_or_on_a_status_subject_does_not_stop_status_reports(collector, js):
+    kv = await js.key_value(STATE_BUCKET)
+    await kv.put("node.node-009", b"not json at all")
+    await kv.put("node.node-010", b'["a list"]')
+    listing = await collector.get("/api/v1/resources/node")
+    assert listing.status_code == 200
+    for node_id in ("node-009", "node-010"):
+        response = await collector.post("/api/v1/events", json=node("online", node_id))
+        assert response.status_code == 202, response.text
+        assert response.json()["events"][0]["status"] == "stored"
+    # a transition claimed but not recorded, while someone stored garbage on its subject
+    claimed = {
+        "state": "offline",
+        "event_id": "pending-1",
+        "seq": None,
+        "claimed_at": "2026-01-01T00:00:00Z",
+        "event": {"id": "pending-1", "event": "node_status", "resource_id": "node-011",
+                  "timestamp": "2026-01-01T00:00:00Z", "data": {"new_state": "offline"}},
+    }  # fmt: skip
+    await kv.put("node.node-011", json.dumps(claimed).encode())
+    await js.publish("events.node_status.node-011", b"not json at all", stream=EVENTS_STREAM)
+    response = await collector.post("/api/v1/events", json=node("online", "node-011"))
+    assert response.status_code == 202, response.text
+    assert response.json()["events"][0]["status"] == "stored"
+    assert (await collector.get("/api/v1/resources/node/node-011")).json()["state"] == "online"

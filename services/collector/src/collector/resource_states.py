@@ -30,6 +30,7 @@ from nats.js.kv import KeyValue
 
 from eh_contracts.event_types import EventKind, EventType
 from eh_contracts.records import EventRecord
+from eh_contracts.stored_events import MSG_ID_HEADER
 from eh_contracts.subjects import event_subject
 from eh_contracts.times import utc_now_rfc3339
 from eh_runtime.event_publisher import EventPublisher, StoreUnavailable
@@ -184,7 +185,17 @@ class ResourceStates:
             return None
         if entry.value is None or entry.revision is None:
             return None
-        return ResourceState.from_value(key, entry.value, entry.revision)
+        try:
+            return ResourceState.from_value(key, entry.value, entry.revision)
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            # Not written by a collector (anyone with rights on the bucket can write): the state is
+            # unknown; the key is removed so that the next report starts it afresh.
+            log.warning(
+                "unreadable resource state removed", key=key, error=f"{type(error).__name__}: {error}"
+            )
+            with contextlib.suppress(KeyWrongLastSequenceError):
+                await self.kv.delete(key, last=entry.revision, validate_keys=False)
+            return None
 
     async def list(self, kind: str = "*") -> list[ResourceState]:
         """Every resource of one kind (`*`: all), read from the server (not from a cache).
@@ -198,7 +209,12 @@ class ResourceStates:
             entries = await read_current_values(
                 self._js, STATE_BUCKET, f"{kind}.*", timeout=_LIST_TIMEOUT_SECONDS
             )
-        states = [ResourceState.from_value(e.key, e.value, e.revision) for e in entries]
+        states = []
+        for entry in entries:
+            try:
+                states.append(ResourceState.from_value(entry.key, entry.value, entry.revision))
+            except (ValueError, KeyError, TypeError, AttributeError):
+                log.warning("unreadable resource state not listed", key=entry.key)
         return sorted(states, key=lambda s: (s.kind, s.resource_id))
 
     async def apply(self, event: EventRecord, *, only_from: StatePredicate | None = None) -> TransitionResult:
@@ -292,11 +308,9 @@ class ResourceStates:
             last = await self._js.get_last_msg(EVENTS_STREAM, subject, direct=True)
         except NotFoundError:
             last = None
-        if (
-            last is not None
-            and last.data
-            and pydantic_core.from_json(last.data).get("id") == pending.event_id
-        ):
+        # The id from the header the collector stores it under: the body may be anything that
+        # someone else stored on the subject.
+        if last is not None and (last.headers or {}).get(MSG_ID_HEADER) == pending.event_id:
             key = state_key(pending.kind, pending.resource_id)
             with contextlib.suppress(KeyWrongLastSequenceError):
                 await self.kv.update(key, pending.value(last.seq), last=pending.revision, validate_keys=False)
