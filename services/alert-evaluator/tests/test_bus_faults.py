@@ -142,3 +142,22 @@ async def test_a_crash_between_publishing_and_committing_never_publishes_an_aler
         ("node_offline:node-1", "resolved", iso(0)),
     ]
     assert already_published() == published_before + 1
+
+
+async def test_an_unreadable_checkpoint_restarts_from_the_start_instead_of_failing_forever(
+    nats_url, js, events_stream, tmp_path
+):
+    rules = write_rules(tmp_path / "rules.yaml", OFFLINE_RULE)
+    settings = settings_for(nats_url, rules)
+    async with serving(create_app(settings)) as client:
+        seq = await store_event(js, offline("node-1", 0))
+        await wait_for(client, committed=seq)
+    kv = await js.key_value(BUCKET)
+    await kv.put("checkpoint", b"not json at all")
+    async with serving(create_app(settings)) as client:
+        seq = await store_event(js, offline("node-2", 1))
+        await wait_for(client, role="active", committed=seq)
+    assert summary(await stored(js)) == [
+        ("node_offline:node-1", "firing", iso(0)),  # not published again
+        ("node_offline:node-2", "firing", iso(1)),
+    ]

@@ -129,20 +129,12 @@ class AlertStateStore:
         kv = self.kv
         try:
             stored = await kv.get(CHECKPOINT_KEY)
-            record = json.loads(stored.value or b"{}")
-            # "watermark": the name before stream time (event time then; close enough to resume)
-            stream_time = record.get("stream_time", record.get("watermark"))
-            created = record.get("stream_created")
-            checkpoint = Checkpoint(
-                int(record.get("seq", 0)),
-                -math.inf if stream_time is None else float(stream_time),
-                stored.revision or 0,
-                created if isinstance(created, str) else None,
-            )
         except KeyNotFoundError as missing:
             # A removed key still has a revision (its marker) until the marker expires.
             revision = missing.entry.revision if missing.entry is not None else 0
             checkpoint = Checkpoint(0, -math.inf, revision or 0)
+        else:
+            checkpoint = _checkpoint_of(stored.value or b"{}", stored.revision or 0)
         entries: list[AlertEntry] = []
         clocks: dict[str, ResourceClock] = {}
         self._stored_keys.clear()
@@ -260,3 +252,24 @@ class AlertStateStore:
             return None
         holder: dict[str, Any] = json.loads(stored.value or b"{}")
         return holder
+
+
+def _checkpoint_of(value: bytes, revision: int) -> Checkpoint:
+    """The checkpoint a stored value holds; an unreadable one (not written by an evaluator) counts
+    as none, at its revision, so that the next commit replaces it instead of failing forever."""
+    try:
+        record = json.loads(value)
+        # "watermark": the name before stream time (event time then; close enough to resume)
+        stream_time = record.get("stream_time", record.get("watermark"))
+        created = record.get("stream_created")
+        return Checkpoint(
+            int(record.get("seq", 0)),
+            -math.inf if stream_time is None else float(stream_time),
+            revision,
+            created if isinstance(created, str) else None,
+        )
+    except (ValueError, TypeError, AttributeError) as error:
+        log.error(
+            "unreadable checkpoint: evaluating from the start", error=f"{type(error).__name__}: {error}"
+        )
+        return Checkpoint(0, -math.inf, revision)
