@@ -50,12 +50,8 @@ class StormConnection(asyncio.Protocol):
         self.started = started
         self.done = done
         self.seen = b""
-        self.transport: asyncio.Transport | None = None
-
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.write(self.request)
+        transport.write(self.request)  # type: ignore[attr-defined]  # uvloop's TCPTransport
 
     def data_received(self, data: bytes) -> None:
         if self.done.done():
