@@ -50,6 +50,7 @@ class StormConnection(asyncio.Protocol):
         self.started = started
         self.done = done
         self.seen = b""
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport.write(self.request)  # type: ignore[attr-defined]  # uvloop's TCPTransport
 

@@ -13,14 +13,17 @@ import zlib
 from collections.abc import AsyncIterator
 from urllib.parse import urlencode
 
+import brotli
 import httpx
 import psutil
 import pytest
+import zstandard
 
 from eh_contracts.examples import SEED_EXAMPLES
 from eh_devtools.pytest_plugin import serving, store_event
 from eh_devtools.sse_client import SseMessage, next_event, read_sse
 from sse_edge.app import create_app
+from sse_edge.http.stream_encoding import negotiate
 
 pytestmark = pytest.mark.nats
 
@@ -306,16 +309,37 @@ async def test_shutdown_reaches_every_client_with_spread_retries_within_the_dead
     assert all(3000 <= retry <= 10000 for retry in retries)
 
 
-async def test_gzip_streams_decode_to_the_same_events(nats_url, events_stream, js, edge_settings):
+def decoder(encoding: str):
+    """A streaming decoder of one encoding: bytes in, bytes out, as a browser would decode."""
+    if encoding == "gzip":
+        return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress
+    if encoding == "zstd":
+        return zstandard.ZstdDecompressor().decompressobj().decompress
+    return brotli.Decompressor().process
+
+
+@pytest.mark.parametrize(
+    ("offered", "chosen"),
+    [
+        ("gzip", "gzip"),
+        ("zstd", "zstd"),
+        ("br", "br"),
+        ("gzip, deflate, br, zstd", "zstd"),
+        ("br, gzip", "gzip"),
+    ],
+)
+async def test_every_stream_encoding_decodes_to_the_same_events(
+    nats_url, events_stream, js, edge_settings, offered, chosen
+):
     async with edge_with(nats_url, edge_settings) as client:
         async with (
-            client.stream("GET", "/api/v1/events", headers={"Accept-Encoding": "gzip"}) as compressed,
+            client.stream("GET", "/api/v1/events", headers={"Accept-Encoding": offered}) as compressed,
             client.stream("GET", "/api/v1/events", headers={"Accept-Encoding": "identity"}) as plain,
         ):
-            assert compressed.headers["content-encoding"] == "gzip"
+            assert compressed.headers["content-encoding"] == chosen
             assert "content-encoding" not in plain.headers
             raw = compressed.aiter_raw()
-            inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            decode = decoder(chosen)
             unpacked = b""
             plain_lines = plain.aiter_bytes()
             plain_text = b""
@@ -324,13 +348,25 @@ async def test_gzip_streams_decode_to_the_same_events(nats_url, events_stream, j
             async with asyncio.timeout(10):
                 # Each event arrives decodable at once: the compressor flushes after every write.
                 while marker not in unpacked:
-                    unpacked += inflater.decompress(await anext(raw))
+                    unpacked += decode(await anext(raw))
                 while marker not in plain_text:
                     plain_text += await anext(plain_lines)
             assert (
                 unpacked.split(b"event: stream.caught_up")[1]
                 == plain_text.split(b"event: stream.caught_up")[1]
             )
+
+
+def test_the_edges_order_of_preference_picks_among_what_the_client_accepts():
+    order = ("zstd", "gzip", "br")
+    assert negotiate("gzip, deflate, br, zstd", order) == "zstd"
+    assert negotiate("br;q=1.0, gzip;q=0.5", order) == "gzip"
+    assert negotiate("zstd;q=0, br", order) == "br"
+    assert negotiate("identity", order) is None
+    assert negotiate("*", order) == "zstd"
+    assert negotiate("*, zstd;q=0", order) == "gzip"
+    assert negotiate("gzip;q=nonsense", order) is None
+    assert negotiate("", ()) is None
 
 
 async def test_gzip_can_be_turned_off(nats_url, events_stream, edge_settings):

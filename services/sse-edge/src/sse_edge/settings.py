@@ -1,10 +1,11 @@
 from datetime import timedelta
 
-from pydantic import ByteSize, Field
+from pydantic import ByteSize, Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from eh_contracts.expressions import ExpressionLimits
 from eh_runtime.settings import Duration, ServiceSettings
+from sse_edge.http.stream_encoding import parse_encodings
 
 
 class EdgeSettings(ServiceSettings):
@@ -58,9 +59,14 @@ class EdgeSettings(ServiceSettings):
     filter_max_list_values: int = Field(
         default=100, ge=1, le=10_000, description="Most values of one list in a filter expression."
     )
+    stream_encodings: str = Field(
+        default="zstd,gzip,br",
+        description="Compressions offered to event streams, in the edge's order of preference, chosen "
+        "from the client's Accept-Encoding (zstd, br, gzip; flushed per write); empty: none.",
+    )
     gzip: bool = Field(
         default=True,
-        description="Compress streams for clients that send Accept-Encoding: gzip (flushed per write).",
+        description="Whether gzip is among the stream compressions (SSE_EDGE_STREAM_ENCODINGS).",
     )
     max_connections: int = Field(
         default=10_000, ge=1, description="Most event streams this edge process holds; beyond it, 503."
@@ -84,3 +90,15 @@ class EdgeSettings(ServiceSettings):
     @property
     def filter_limits(self) -> ExpressionLimits:
         return ExpressionLimits(self.filter_max_length, self.filter_max_depth, self.filter_max_list_values)
+
+    @property
+    def encodings(self) -> tuple[str, ...]:
+        """`stream_encodings` in order, without gzip when `gzip` is off."""
+        names = parse_encodings(self.stream_encodings.split(","))
+        return tuple(name for name in names if self.gzip or name != "gzip")
+
+    @field_validator("stream_encodings")
+    @classmethod
+    def _known_encodings(cls, value: str) -> str:
+        parse_encodings(value.split(","))
+        return value

@@ -30,6 +30,7 @@ from sse_edge.http.filter_expression import FILTER_DESCRIPTION, parse_filter
 from sse_edge.http.query_filters import ResourceFilter, TypeFilter, subject_filter_from_query
 from sse_edge.http.sse_frames import control_frame, retry_frame
 from sse_edge.http.sse_response import SseResponse
+from sse_edge.http.stream_encoding import negotiate
 from sse_edge.http.write_pace import WritePace, effective
 from sse_edge.live.recent_events import RecentEvents
 from sse_edge.live.subscriber import Subscriber
@@ -206,7 +207,7 @@ async def subscribe_events(
         index,
         opening=opening,
         replay=Replay(history, query, bounds, settings.time_skew, recent),
-        gzip=_accepts_gzip(request, settings),
+        encoding=_stream_encoding(request, settings),
         shutdown_retry_ms=(
             int(settings.retry.total_seconds() * 1000),
             int(settings.shutdown_spread.total_seconds() * 1000),
@@ -240,12 +241,5 @@ async def _stream_bounds(history: JetStreamHistory, query: EventQuery) -> JetStr
     return bounds
 
 
-def _accepts_gzip(request: Request, settings: EdgeSettings) -> bool:
-    if not settings.gzip:
-        return False
-    offered = request.headers.get("accept-encoding", "")
-    for coding in offered.split(","):
-        name, _, params = coding.strip().partition(";")
-        if name.strip().lower() == "gzip":
-            return params.replace(" ", "") not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
-    return False
+def _stream_encoding(request: Request, settings: EdgeSettings) -> str | None:
+    return negotiate(request.headers.get("accept-encoding", ""), settings.encodings)
