@@ -65,6 +65,8 @@ class StoredEvent(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class JetStreamBounds:
+    """The first and last sequence the EVENTS stream holds (last < first: it holds none)."""
+
     first_seq: int
     last_seq: int
 
