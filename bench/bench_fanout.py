@@ -56,6 +56,7 @@ BENCH = Path(__file__).resolve().parent
 RESOURCES = 100
 SCENARIOS = ("fanout", "latency", "idle", "slow")
 SERVERS = ("edge", "baseline", "ceiling")
+WRITE_COUNTERS = (b"eventhandler_edge_writes_total", b"eventhandler_edge_writes_direct_total")
 # The edge with one of its tricks off, for what the trick buys, next to `edge` in the same run:
 # `edge-asgi-send` writes through uvicorn's ASGI send only (bench/edge_asgi_send.py).
 EDGE_VARIANTS = ("edge-asgi-send",)
@@ -143,15 +144,29 @@ def wait_ready(port: int, process: subprocess.Popen[bytes], what: str, timeout: 
     raise RuntimeError(f"{what} did not become ready")
 
 
-def closed_by_reason(port: int) -> dict[str, int]:
-    """The edge's own count of ended streams by reason, from its Prometheus /metrics."""
+def edge_metrics(port: int) -> bytes:
+    """The edge's Prometheus /metrics page."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
         body = b""
         while chunk := sock.recv(1 << 16):
             body += chunk
-    found = re.findall(rb'eventhandler_edge_connections_closed_total\{reason="([^"]+)"\} ([0-9.e+]+)', body)
+    return body
+
+
+def closed_by_reason(port: int) -> dict[str, int]:
+    """The edge's own count of ended streams by reason, from its Prometheus /metrics."""
+    found = re.findall(
+        rb'eventhandler_edge_connections_closed_total\{reason="([^"]+)"\} ([0-9.e+]+)', edge_metrics(port)
+    )
     return {reason.decode(): int(float(value)) for reason, value in found}
+
+
+def edge_writes(port: int) -> tuple[int, int]:
+    """The edge's writes to clients so far, and how many of them went straight to the transport."""
+    body = edge_metrics(port)
+    counts = [re.search(rb"\n%s ([0-9.e+]+)" % name, body) for name in WRITE_COUNTERS]
+    return (int(float(counts[0][1])) if counts[0] else 0, int(float(counts[1][1])) if counts[1] else 0)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -450,11 +465,14 @@ def fanout(run: Run, servers: list[str]) -> None:
                 else:
                     with run.publisher(rate) as published:
                         time.sleep(warmup)
+                        edge = kind == "edge" or kind in EDGE_VARIANTS
+                        writes_before = edge_writes(server.port) if edge else (0, 0)
                         result = run.measure(
                             clients,
                             seconds,
                             watch=server.process.pid,
                             profile=f"fanout-{pattern}-{count}-{rate:.0f}" if kind == "edge" else None,
+                            probe=(lambda port=server.port: edge_writes(port)) if edge else None,
                         )
                     offered = published.get("rate", rate)
             run.record(
@@ -467,6 +485,15 @@ def fanout(run: Run, servers: list[str]) -> None:
                     "events_per_s_in": offered,
                     "offered_deliveries_per_s": offered * per_event,
                     "deliveries_per_s": result["rate"],
+                    # The edge's own count: writes to clients, and those straight to the transport.
+                    "writes": result["probe"][0] - writes_before[0] if result["probe"] else None,
+                    "window_s": seconds,
+                    "server_cpu_per_write_us": (
+                        1e6 * result["server_cpu"] * seconds / (result["probe"][0] - writes_before[0])
+                        if result["probe"] and result["probe"][0] > writes_before[0]
+                        else None
+                    ),
+                    "direct_writes": result["probe"][1] - writes_before[1] if result["probe"] else None,
                     "baseline_errors": run.baseline_errors() if kind == "baseline" else None,
                     "closed_by_server": result["closed"],
                     "server_cpu": result["server_cpu"],
@@ -682,6 +709,10 @@ def slow(run: Run) -> None:
             )
 
 
+def seconds_of(row: dict[str, Any]) -> float:
+    return float(row.get("window_s") or 1.0)
+
+
 def report(rows: list[dict[str, Any]]) -> None:
     """The table: each figure, its baselines from this run, the ratio and the goal."""
     lines = [
@@ -758,6 +789,21 @@ def report(rows: list[dict[str, Any]]) -> None:
                 f"{1e6 * variant_cost:.2f} µs server CPU per delivery | - | - | - | "
                 f"edge's CPU per delivery {edge_cost / variant_cost:.2f}x | - |"
             )
+        writers = [(k, r) for k, r in (("edge", found["edge"]), ("edge-asgi-send", variant)) if r]
+        per_write = {k: r["server_cpu_per_write_us"] for k, r in writers if r.get("server_cpu_per_write_us")}
+        if per_write:
+            shown_writes = ", ".join(
+                f"{k} {per_write[k]:.2f} µs ({r['direct_writes'] / r['writes']:.0%} direct, "
+                f"{r['writes'] / seconds_of(r):,.0f} writes/s)"
+                for k, r in writers
+                if k in per_write
+            )
+            ratio = (
+                f"edge {per_write['edge'] / per_write['edge-asgi-send']:.2f}x edge-asgi-send"
+                if len(per_write) == 2
+                else "-"
+            )
+            lines.append(f"| ... server CPU per write: {shown_writes} | - | - | - | {ratio} | - |")
     for pattern, count in dict.fromkeys((p, c) for p, c, _ in cells):
         levels = [r for r in fanout_rows if r["pattern"] == pattern and r["clients"] == count]
         if len({r["nominal_rate"] for r in levels}) < 2:
