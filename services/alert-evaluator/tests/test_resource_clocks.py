@@ -4,9 +4,16 @@
 the time JetStream stored it. Every case runs against a node that reports on time alongside.
 """
 
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from evaluator_helpers import settings_for, stored, wait_for, write_rules
 from rules_helpers import CPU_RULE, at, rules
 
+from alert_evaluator.app import create_app
 from alert_evaluator.engine import AlertEngine
+from eh_devtools.pytest_plugin import serving, store_event
 
 STALENESS_S = 120  # the rules' default here: staleness 2m
 
@@ -112,3 +119,24 @@ def test_replays_are_deterministic_whatever_the_batching():
     assert first  # the timeline does fire and resolve
     assert run(7) == first
     assert run(1000) == first
+
+
+@pytest.mark.nats
+async def test_a_node_three_minutes_behind_alerts_through_the_evaluator_like_one_on_time(
+    nats_url, js, events_stream, tmp_path
+):
+    rules_file = write_rules(tmp_path / "rules.yaml", CPU_RULE.replace("for: 5m", "for: 2s"))
+    async with serving(create_app(settings_for(nats_url, rules_file))) as client:
+        await wait_for(client, role="active")
+        seq = 0
+        for n in range(8):  # a sample every half second, for four seconds
+            now = datetime.now(UTC)
+            for node, lag in (("on-time", 0), ("behind", 180)):
+                stamped = (now - timedelta(seconds=lag)).isoformat()
+                event = {"id": f"{node}-{n}", "event": "node_metrics", "timestamp": stamped,
+                         "resource_id": node, "data": {"cpu": {"usage": 95.0}}}  # fmt: skip
+                seq = await store_event(js, event)
+            await asyncio.sleep(0.5)
+        await wait_for(client, committed=seq)
+    fired = sorted((a["resource_id"], a["data"]["state"]) for a in await stored(js))
+    assert fired == [("high_cpu:behind", "firing"), ("high_cpu:on-time", "firing")]
