@@ -420,3 +420,25 @@ async def stored_events(url: str, subject: str = "events.system_alert.>") -> lis
             events += [json.loads(msg.data) for msg in batch]
     finally:
         await nc.close()
+
+
+async def test_readiness_answers_from_state_while_nats_stalls(nats_server: NatsServer):
+    """A stalled server (SIGSTOP: sockets open, no answers), as during a cluster election: /readyz
+    answers within a probe's default 1 s timeout, and turns 503 once JetStream stayed silent."""
+    settings = NatsSettings(url=nats_server.url, reconnect_wait=0.05, request_timeout=1)
+    async with serving(create_collector(CollectorSettings(nats=settings))) as collector:
+        nats_server.pause()
+        try:
+            deadline = time.monotonic() + 20
+            while True:
+                started = time.monotonic()
+                response = await collector.get("/readyz", timeout=5)
+                assert time.monotonic() - started < 1.0
+                if response.status_code == 503:
+                    break
+                assert time.monotonic() < deadline, "still ready long after JetStream went silent"
+                await asyncio.sleep(0.2)
+            checks = response.json()["checks"]
+            assert "no answer from JetStream" in checks["stream"] or "not connected" in checks["nats"]
+        finally:
+            nats_server.resume()
