@@ -93,7 +93,7 @@ class WritingApp:
             self.index,
             opening=b"",
             replay=None,  # type: ignore[arg-type]  # not run: only the writes are measured
-            gzip=False,
+            encoding=None,
             shutdown_retry_ms=(1000, 1000),
             on_close=lambda: None,
         )
