@@ -320,10 +320,10 @@ def test_the_metrics_reference_names_what_the_services_expose(stack: Stack):
         ("collector", "collector"),
         ("alert-evaluator", "alert_evaluator"),
     ):
-        for metric in docs_gen.metric_objects(module):
-            assert docs_gen.exposed_name(metric) in exposed[service], (service, docs_gen.exposed_name(metric))
-    for metric in docs_gen.metric_objects("eh_runtime"):
-        assert docs_gen.exposed_name(metric) in everywhere, docs_gen.exposed_name(metric)
+        for family in docs_gen.metric_families(module):
+            assert docs_gen.exposed_name(family) in exposed[service], (service, docs_gen.exposed_name(family))
+    for family in docs_gen.metric_families("eh_runtime"):
+        assert docs_gen.exposed_name(family) in everywhere, docs_gen.exposed_name(family)
     reference = docs_gen.metrics_markdown()
     assert "eventhandler_http_requests_total" in reference
     assert "_created" not in reference
@@ -372,3 +372,23 @@ def test_the_events_the_docs_show_as_json_are_valid_events():
             parse_events(block.encode())
             shown += 1
     assert shown >= 1
+
+
+def test_every_metric_the_docs_name_is_one_a_service_exposes():
+    """Names as Prometheus sees them: a counter with `_total`, a histogram's `_bucket`, `_sum`, `_count`."""
+    exposed: set[str] = set()
+    for package in ("eh_runtime", "sse_edge", "collector", "alert_evaluator"):
+        for family in docs_gen.metric_families(package):
+            name = docs_gen.exposed_name(family)
+            exposed |= {name, f"{name}_bucket", f"{name}_sum", f"{name}_count"}
+    for page in PAGES:
+        for name in set(re.findall(r"\beventhandler_[a-z_]+", page.read_text(encoding="utf-8"))):
+            assert name in exposed, f"{page.relative_to(ROOT)}: {name} is not a metric any service exposes"
+
+
+def test_every_make_target_the_docs_name_exists():
+    makefile = (ROOT / "Makefile").read_text()
+    targets = set(re.findall(r"^([a-z][a-z-]*):", makefile, re.MULTILINE))
+    for page in PAGES:
+        for target in re.findall(r"`make ([a-z][a-z-]*)", page.read_text(encoding="utf-8")):
+            assert target in targets, f"{page.relative_to(ROOT)}: make {target}"

@@ -23,6 +23,7 @@ from types import ModuleType
 from typing import Any, Final
 
 import annotated_types
+from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.metrics_core import Metric
 from pydantic import ByteSize
@@ -207,24 +208,39 @@ _EXPOSED_SUFFIXES: Final[dict[str, tuple[str, str]]] = {
 }
 
 
-def _family(metric: MetricWrapperBase) -> Metric:
-    """The metric's description: name without suffix, type, help text."""
-    return next(iter(metric.describe()))
+def metric_families(package: str) -> list[Metric]:
+    """The Prometheus metric families that the modules of `package` define, in name order.
 
-
-def metric_objects(package: str) -> list[MetricWrapperBase]:
-    """The module-level Prometheus metrics defined in `package` and its modules, in name order."""
-    found: dict[int, MetricWrapperBase] = {}
+    Both kinds a module can define: metric objects (`Counter(...)`), described without their
+    samples, and custom collectors (an object whose `collect()` builds families at scrape time).
+    """
+    found: dict[str, Metric] = {}
     for module in _modules(importlib.import_module(package)):
         for value in vars(module).values():
-            if isinstance(value, MetricWrapperBase):
-                found[id(value)] = value
-    return sorted(found.values(), key=lambda metric: _family(metric).name)
+            for family in _families_of(value):
+                found[family.name] = family
+    return sorted(found.values(), key=lambda family: family.name)
 
 
-def exposed_name(metric: MetricWrapperBase) -> str:
+def _families_of(value: object) -> list[Metric]:
+    if isinstance(value, MetricWrapperBase):
+        return list(value.describe())
+    if isinstance(value, CollectorRegistry):  # every metric of the process, not this module's
+        return []
+    if inspect.isclass(value) or inspect.ismodule(value) or inspect.isroutine(value):
+        return []
+    collect = getattr(value, "collect", None)
+    if not callable(collect):
+        return []
+    try:
+        families = list(collect())
+    except Exception:  # not a collector: something else with a method of that name
+        return []
+    return families if families and all(isinstance(f, Metric) for f in families) else []
+
+
+def exposed_name(family: Metric) -> str:
     """The name Prometheus sees in the TYPE line: a counter `x` is exposed as `x_total`."""
-    family = _family(metric)
     return f"{family.name}{_EXPOSED_SUFFIXES[family.type][0]}"
 
 
@@ -235,15 +251,14 @@ def metrics_markdown() -> str:
     }
     sections: list[str] = []
     for title, package in packages.items():
-        metrics = [m for m in metric_objects(package) if _family(m).name.startswith(_NAMESPACE)]
-        if not metrics:
+        families = [f for f in metric_families(package) if f.name.startswith(_NAMESPACE)]
+        if not families:
             continue
         sections += [f"## {title}", "", "| name | type | meaning |", "| --- | --- | --- |"]
-        for metric in metrics:
-            family = _family(metric)
-            samples = _EXPOSED_SUFFIXES[family.type][1].replace("<name>", exposed_name(metric))
+        for family in families:
+            samples = _EXPOSED_SUFFIXES[family.type][1].replace("<name>", exposed_name(family))
             kind = family.type if family.type != "histogram" else f"histogram ({samples})"
-            sections.append(f"| `{exposed_name(metric)}` | {kind} | {_cell(family.documentation)} |")
+            sections.append(f"| `{exposed_name(family)}` | {kind} | {_cell(family.documentation)} |")
         sections.append("")
     return "\n".join(sections)
 
