@@ -2,7 +2,7 @@
 the HTTP metrics label each request with its route template, whatever kind of route served it."""
 
 import httpx
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, HTTPException
 from prometheus_client import REGISTRY
 from starlette.responses import PlainTextResponse
 
@@ -65,3 +65,24 @@ async def test_fastapi_routes_plain_starlette_routes_and_docs_are_labelled_with_
     for route in routes[1:]:
         assert requests_counted(route, "200") == before[route] + 1, route
     assert requests_counted("unmatched", "404") == unmatched + 1
+
+
+async def test_a_503_says_unavailable_with_the_request_id():
+
+    router = APIRouter()
+
+    @router.get("/away")
+    async def away() -> None:
+        raise HTTPException(503, "event store unavailable; retry shortly", headers={"Retry-After": "1"})
+
+    app = Service("test", ServiceSettings()).create_app(title="test", routers=[router])
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        response = await client.get("/away")
+    assert response.status_code == 503
+    assert response.json() == {
+        "detail": "event store unavailable; retry shortly",
+        "code": "unavailable",
+        "request_id": response.headers["x-request-id"],
+    }
+    assert response.headers["retry-after"] == "1"

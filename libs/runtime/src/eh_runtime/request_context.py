@@ -29,6 +29,7 @@ _QUIET_PATHS: Final = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 INTERNAL_ERROR: Final = "internal_error"
+UNAVAILABLE: Final = "unavailable"
 
 
 def current_request_id() -> str | None:

@@ -21,7 +21,7 @@ from eh_contracts.envelope import field_path
 from eh_runtime.connection import ConnectHook, NatsConnection
 from eh_runtime.event_publisher import StoreUnavailable
 from eh_runtime.metrics import metrics_response
-from eh_runtime.request_context import INTERNAL_ERROR, RequestContextMiddleware, error_body
+from eh_runtime.request_context import INTERNAL_ERROR, UNAVAILABLE, RequestContextMiddleware, error_body
 from eh_runtime.settings import ServiceSettings
 from eh_runtime.stream import StreamWatch
 
@@ -208,7 +208,12 @@ async def _validation_error(_request: Request, error: Exception) -> JSONResponse
 
 async def _http_error(_request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, HTTPException)
-    return JSONResponse({"detail": error.detail}, status_code=error.status_code, headers=error.headers)
+    body: dict[str, Any] = {"detail": error.detail}
+    if error.status_code >= 500:
+        # Not the client's fault: a stable code to act on and the request id to quote.
+        code = UNAVAILABLE if error.status_code == 503 else INTERNAL_ERROR
+        body = error_body(code, str(error.detail))
+    return JSONResponse(body, status_code=error.status_code, headers=error.headers)
 
 
 def store_unavailable_response(message: str = "event store unavailable; retry shortly") -> JSONResponse:
