@@ -132,8 +132,16 @@ class Payload(BaseModel):
         return self
 
 
+def _requires_a_section(schema: dict[str, Any], cls: type) -> None:
+    """JSON Schema for `MetricsPayload.check_fields`: at least one section present, as an object."""
+    sections = [name for name in getattr(cls, "model_fields", {}) if name not in Payload.model_fields]
+    schema["anyOf"] = [{"required": [name], "properties": {name: {"type": "object"}}} for name in sections]
+
+
 class MetricsPayload(Payload):
     """A metrics sample: every section is optional, but a sample with none of them says nothing."""
+
+    model_config = ConfigDict(json_schema_extra=_requires_a_section)
 
     def check_fields(self) -> None:
         sections = [name for name in type(self).model_fields if getattr(self, name) is not None]

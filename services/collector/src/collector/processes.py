@@ -25,7 +25,7 @@ from collector.app import create_app
 from collector.settings import CollectorSettings
 from eh_runtime.gc_tuning import tune_gc
 from eh_runtime.logs import configure_logging
-from eh_runtime.serve import run, server_for
+from eh_runtime.serve import raise_descriptor_limit, run, server_for
 from eh_runtime.service import Service
 
 # Above the containers of several 1,000-event requests in flight (~20,000 each), so that most of
@@ -41,6 +41,7 @@ def serve(settings: CollectorSettings) -> None:
         tune_gc(GC_YOUNG_THRESHOLD)
         run(app)
         return
+    raise_descriptor_limit()  # before the fork: every worker inherits it
     # uvicorn's own binding (IPv4 or IPv6 from the host); the app named here is never loaded.
     listener = uvicorn.Config(
         "collector.app:create_app", host=settings.host, port=settings.port
