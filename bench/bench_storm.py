@@ -24,16 +24,29 @@ import json
 import os
 import re
 import socket
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import nats
-from bench_fanout import Children, Run, cpu_seconds, provision, read_json, tell
+from bench_fanout import (
+    Children,
+    Run,
+    Server,
+    child_setup,
+    cpu_seconds,
+    free_port,
+    provision,
+    read_json,
+    tell,
+    wait_ready,
+)
 
 from eh_devtools.nats_server import NatsServer
 from eh_runtime.stream import EVENTS_STREAM
@@ -138,6 +151,31 @@ async def watch_consumers(url: str, stop: asyncio.Event, seen: list[int]) -> Non
     await client.close()
 
 
+@contextlib.contextmanager
+def edge_server(run: Run, extra_env: dict[str, str]) -> Iterator[Server]:
+    """The edge with its output in a file: a pipe nobody reads would stop it once its logs fill it."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "NATS_URL": run.nats_url,
+        "SSE_EDGE_HOST": "127.0.0.1",
+        "SSE_EDGE_PORT": str(port),
+        "LOG_LEVEL": "warning",
+        **run.edge_env,
+        **extra_env,
+    }
+    with (run.workdir / "edge.log").open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "sse_edge"], env=env, stdout=log, stderr=log, preexec_fn=child_setup
+        )
+    run.children.processes.append(process)
+    try:
+        wait_ready(port, process, "edge")
+        yield Server("edge", process, port)
+    finally:
+        run.children.stop(process)
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))] if ordered else float("nan")
@@ -145,7 +183,7 @@ def percentile(values: list[float], fraction: float) -> float:
 
 def storm(run: Run, window: str, clients: int, processes: int, behind: int, rate: float) -> dict[str, Any]:
     env = {"SSE_EDGE_RECENT_EVENTS_BYTES": "64MiB" if window == "on" else "0"}
-    with run.server("edge", extra_env=env) as server, run.publisher(rate):
+    with edge_server(run, env) as server, run.publisher(rate):
         time.sleep(behind / rate + 2)  # the window fills with more than the storm asks for
         last_seq, consumers_before = asyncio.run(stream_state(run.nats_url))
         resumes_before = metric(server.port, "eventhandler_edge_resumes_total")
