@@ -16,10 +16,14 @@ let farm = new Farm();
 const dirty = { nodes: new Set(), pipelines: new Set(), alerts: false, containers: false, table: [], all: true };
 let status = { state: "connecting", notices: [] };
 const views = {
-  nodes: new NodeCards($("#nodes"), $("#node-count")),
+  nodes: new NodeCards($("#nodes"), $("#node-count"), (id) => {
+    dirty.nodes.add(id);
+    schedule();
+  }),
   pipelines: new Pipelines($("#pipelines")),
 };
-const table = { paused: false, mode: "live", type: "", resource: "", body: $("#events tbody") };
+const table = { paused: false, mode: "live", type: "", resource: "", body: $("#events tbody"), lastAppend: 0, timer: null };
+const TABLE_INTERVAL_MS = 200;
 let eventsThisSecond = 0;
 let scheduled = false;
 
@@ -114,6 +118,7 @@ function render() {
     dirty.all = false;
   }
   for (const id of dirty.nodes) {
+    if (!views.nodes.wants(id)) continue;
     views.nodes.update(farm, id, now);
     const metrics = farm.get("node_metrics", id);
     // Event-to-screen: the event's own time (set by its producer) to the frame that shows it.
@@ -145,10 +150,19 @@ function render() {
     renderAlerts($("#alerts"), $("#alert-count"), farm, now);
     dirty.alerts = false;
   }
-  if (dirty.table.length) {
-    if (table.mode === "live" && !table.paused) appendRows(dirty.table);
+  // The table takes new rows a few times a second: at a thousand events a second, nobody reads
+  // faster, and rebuilding rows every frame would hold the frame up for the cards.
+  if (dirty.table.length && now - table.lastAppend >= TABLE_INTERVAL_MS) {
+    if (table.mode === "live" && !table.paused) appendRows(dirty.table.slice(-TABLE_ROWS));
     dirty.table = [];
+    table.lastAppend = now;
+  } else if (dirty.table.length && !table.timer) {
+    table.timer = setTimeout(() => {
+      table.timer = null;
+      schedule();
+    }, TABLE_INTERVAL_MS);
   }
+  probe.visibleNodes = views.nodes.visible.size;
   probe.rendered += 1;
 }
 
@@ -207,7 +221,8 @@ function setStatus(next) {
   badge.dataset.state = next.state;
   $("#connection-text").textContent = STATE_TEXT[next.state] || next.state;
   const detail = [];
-  if (next.lastEventId !== null && next.lastEventId !== undefined) detail.push(`#${next.lastEventId}`);
+  const lastId = farm.lastEventId ?? next.lastEventId;
+  if (lastId !== null && lastId !== undefined) detail.push(`#${lastId}`);
   if (next.state === "reconnecting" && next.retryInMs) detail.push(`retry in ${(next.retryInMs / 1000).toFixed(1)}s`);
   if (next.error && next.state !== "live") detail.push(next.error);
   $("#connection-detail").textContent = detail.join(" · ");
@@ -324,6 +339,7 @@ setInterval(() => {
   $("#rate").textContent = `${eventsThisSecond} ev/s`;
   eventsThisSecond = 0;
   dirty.alerts = true; // "since 3m ago" moves on
+  setStatus(status); // and the last event id beside the connection state
   schedule();
 }, 1000);
 

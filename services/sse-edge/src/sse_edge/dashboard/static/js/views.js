@@ -50,10 +50,32 @@ function level(value) {
 // -- node cards ------------------------------------------------------------------------------
 
 export class NodeCards {
-  constructor(root, counter) {
+  // Cards off screen are not redrawn: they are marked stale and redrawn when they scroll into view,
+  // so a farm of thousands of nodes costs what the visible cards cost.
+  constructor(root, counter, onVisible) {
     this.root = root;
     this.counter = counter;
     this.cards = new Map();
+    this.visible = new Set();
+    this.stale = new Set();
+    this.observer = new IntersectionObserver((entries) => {
+      for (const entry of entries) {
+        const id = entry.target.dataset.node;
+        if (entry.isIntersecting) {
+          this.visible.add(id);
+          if (this.stale.delete(id)) onVisible(id);
+        } else {
+          this.visible.delete(id);
+        }
+      }
+    });
+  }
+
+  // Redraw now if on screen (true), or remember to when it comes into view (false).
+  wants(id) {
+    if (!this.cards.has(id) || this.visible.has(id)) return true;
+    this.stale.add(id);
+    return false;
   }
 
   card(id) {
@@ -93,6 +115,7 @@ export class NodeCards {
     card = { root, state, meta, rows, containers, chips: new Map(), order: id };
     this.cards.set(id, card);
     this.insert(card);
+    this.observer.observe(root);
     return card;
   }
 
