@@ -96,7 +96,7 @@ async def test_a_thousand_nodes_every_second(nats_url, js, events_stream, browse
     edge, port = start_edge_process(nats_url)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
-            await until_ready(http)
+            await until_ready(http, timeout=90)
         await publish_second(js, 0)  # the picture the snapshot paints
         context = await browser.new_context(viewport={"width": 1440, "height": 1000})
         page = await context.new_page()
