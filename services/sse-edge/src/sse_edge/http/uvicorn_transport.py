@@ -21,7 +21,7 @@ tests/test_uvicorn_transport.py against a real uvicorn server:
 
 Anywhere else (another server, uvicorn's h11 protocol, HTTP/1.0) `find` or `engage` answer None
 or False, and the stream writes through `send` and watches `receive` as plain ASGI.
-What the direct writes buy, measured: bench/RESULTS.md, "uvicorn transport".
+What the direct writes buy, measured: bench/RESULTS.md, "Writes straight to uvicorn's transport".
 """
 
 import asyncio
