@@ -188,7 +188,8 @@ class ReplicaSupervisor:
         stream = await _stream_identity(js)
         state = await self.store.load()
         checkpoint = await self.store.claim(state.checkpoint, self.replica_id, stream)
-        if checkpoint.seq != state.checkpoint.seq:
+        replaced = checkpoint.seq != state.checkpoint.seq
+        if replaced:
             STREAM_REPLACED.inc()
             self.record(
                 "warning",
@@ -208,9 +209,10 @@ class ReplicaSupervisor:
         )
         try:
             await step.start()
-            first = await position_consumer(
-                js, checkpoint.seq, self.settings.batch_size, self.settings.start_from
-            )
+            # A replaced stream is read from its first event, whatever a first start would do:
+            # events stored in it before this replica noticed are new to it too.
+            start_from = "all" if replaced else self.settings.start_from
+            first = await position_consumer(js, checkpoint.seq, self.settings.batch_size, start_from)
             sub = await js.pull_subscribe_bind(durable=CONSUMER, stream=EVENTS_STREAM)
             self.role = Role.ACTIVE
             self.last_error = None
