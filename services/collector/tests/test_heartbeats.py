@@ -37,7 +37,7 @@ async def test_the_first_heartbeat_brings_a_node_online_and_later_ones_do_not_re
     assert first.status_code == 202
     assert first.json()["state"] == "online"
     assert first.json()["transition"]["status"] == "stored"
-    again = await collector.post("/api/v1/nodes/node-7/heartbeat")
+    again = await collector.post("/api/v1/nodes/node-7/heartbeat", json={})
     assert again.json()["transition"]["status"] == "unchanged"
     (event,) = await stored(js)
     assert event["resource_id"] == "node-7"
@@ -77,7 +77,7 @@ async def test_a_silent_node_goes_offline_exactly_once_with_two_collectors(nats_
     async with contextlib.AsyncExitStack() as stack:
         first = await stack.enter_async_context(serving(create_app(settings)))
         await stack.enter_async_context(serving(create_app(settings)))
-        await first.post("/api/v1/nodes/node-9/heartbeat")
+        await first.post("/api/v1/nodes/node-9/heartbeat", json={})
 
         async def offline_stored():
             return any(e["data"]["new_state"] == "offline" for e in await stored(js))
@@ -93,7 +93,7 @@ async def test_a_silent_node_goes_offline_exactly_once_with_two_collectors(nats_
             events[1]["data"]["details"]["last_heartbeat"] == events[0]["data"]["details"]["last_heartbeat"]
         )
 
-        back = await first.post("/api/v1/nodes/node-9/heartbeat")
+        back = await first.post("/api/v1/nodes/node-9/heartbeat", json={})
         assert back.json()["transition"]["status"] == "stored"
         last = (await stored(js))[-1]
         assert (last["data"]["old_state"], last["data"]["new_state"]) == ("offline", "online")
@@ -104,7 +104,7 @@ async def test_a_collector_started_after_the_timeout_still_turns_the_node_offlin
 ):
     settings = collector_settings(nats_url, heartbeat_timeout=1)
     async with serving(create_app(settings)) as client:
-        await client.post("/api/v1/nodes/node-10/heartbeat")
+        await client.post("/api/v1/nodes/node-10/heartbeat", json={})
     await asyncio.sleep(1.5)  # the key expires while no collector runs
 
     async with serving(create_app(settings)):
@@ -120,7 +120,7 @@ async def test_a_steady_heartbeat_keeps_the_node_online(nats_url, js, collector_
     # Beats every 0.4 s for 4 s, twice the timeout: the key never expires.
     async with serving(create_app(collector_settings(nats_url, heartbeat_timeout=2))) as client:
         for _ in range(10):
-            await client.post("/api/v1/nodes/node-11/heartbeat")
+            await client.post("/api/v1/nodes/node-11/heartbeat", json={})
             await asyncio.sleep(0.4)
     assert [e["data"]["new_state"] for e in await stored(js)] == ["online"]
 
@@ -129,7 +129,7 @@ async def test_a_steady_heartbeat_keeps_the_node_online(nats_url, js, collector_
 async def test_a_heartbeat_while_nats_is_down_is_a_503_with_retry_after(nats_server, collector_settings):
     async with serving(create_app(collector_settings(nats_server.url))) as client:
         nats_server.stop()
-        response = await client.post("/api/v1/nodes/node-12/heartbeat")
+        response = await client.post("/api/v1/nodes/node-12/heartbeat", json={})
         assert response.status_code == 503
         assert response.headers["retry-after"] == "1"
         answer = response.json()

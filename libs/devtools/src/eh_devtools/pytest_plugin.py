@@ -9,6 +9,7 @@ Tests that stop or restart the server ask for `nats_server` and are skipped with
 import asyncio
 import contextlib
 import json
+import os
 import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -31,6 +32,12 @@ from eh_runtime.serve import GracefulServer, server_for
 from eh_runtime.service import Service
 from eh_runtime.settings import StreamSettings
 from eh_runtime.stream import EVENTS_STREAM, ensure_events_stream
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The test identity: services built by tests serve without HTTP auth unless a test turns it
+    # on (the auth tests do, with AUTH_MODE=jwt and a secret of their own).
+    os.environ.setdefault("AUTH_MODE", "none")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -5,12 +5,25 @@ format. Request-scoped values (request id, trace id) are bound with structlog's 
 """
 
 import logging
+import re
 import sys
 from typing import Any
 
 import structlog
 
 from eh_runtime.settings import LoggingSettings
+
+# A token in a URL (`?access_token=`, for EventSource) must never reach a log line, whatever logged it.
+_QUERY_TOKEN = re.compile(r"(access_token=)[^&\s\"']+")
+REDACTED = "[redacted]"
+
+
+def redact_tokens(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """Replace the value of every `access_token=` in the line's strings with `[redacted]`."""
+    for key, value in event_dict.items():
+        if isinstance(value, str) and "access_token=" in value:
+            event_dict[key] = _QUERY_TOKEN.sub(rf"\1{REDACTED}", value)
+    return event_dict
 
 
 def configure_logging(service: str, settings: LoggingSettings) -> None:
@@ -21,6 +34,7 @@ def configure_logging(service: str, settings: LoggingSettings) -> None:
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _add_service(service),
+        redact_tokens,
     ]
     renderer: Any = (
         structlog.processors.JSONRenderer()

@@ -11,13 +11,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequ
 from typing import Any, Final
 
 import structlog
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from nats.errors import Error as NatsError
 from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
 
 from eh_contracts.envelope import field_path
+from eh_runtime.auth.requests import QUERY_PARAMETER, Authenticator, authenticate, require_operator
 from eh_runtime.connection import ConnectHook, NatsConnection
 from eh_runtime.event_publisher import StoreUnavailable
 from eh_runtime.metrics import metrics_response
@@ -33,6 +36,12 @@ ReadinessCheck = Callable[[], Awaitable[str | None]]
 ServiceLifespan = Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]
 
 _READINESS_TIMEOUT_SECONDS = 2.0
+AUTH_OFF_WARNING = (
+    "HTTP AUTH IS OFF (AUTH_MODE=none): every request is served without a token, with every right. "
+    "Development only; set AUTH_MODE=jwt anywhere else."
+)
+# What a browser on an allowed origin may send: the token, JSON bodies, and the resume position.
+_CORS_HEADERS = ["Authorization", "Content-Type", "Last-Event-ID", "X-Request-ID", "traceparent"]
 
 STORE_UNAVAILABLE: Final = "store_unavailable"
 """The `code` of a 503 because NATS (the event store, a key-value bucket) did not answer."""
@@ -50,6 +59,7 @@ class Service:
         self.settings = settings
         self.nats = NatsConnection(settings.nats, name)
         self.stream_watch = StreamWatch(self.nats)
+        self.authenticator = Authenticator(settings.auth)
         self.stopping = asyncio.Event()
         self._checks: dict[str, ReadinessCheck] = {
             "nats": self._nats_connected,
@@ -84,6 +94,11 @@ class Service:
             ready = ready and problem is None
         return ready, results
 
+    @property
+    def warnings(self) -> list[str]:
+        """What an operator must know about how this process runs (shown on /readyz)."""
+        return [] if self.authenticator.enabled else [AUTH_OFF_WARNING]
+
     async def _nats_connected(self) -> str | None:
         return None if self.nats.is_connected else f"not connected to {self.settings.nats.url}"
 
@@ -117,6 +132,8 @@ class Service:
         @contextlib.asynccontextmanager
         async def service_lifespan(app: FastAPI) -> AsyncIterator[None]:
             log.info("starting", nats_url=self.settings.nats.url, port=self.settings.port)
+            for warning in self.warnings:
+                log.warning(warning)
             self.nats.start()
             self.stream_watch.start()
             try:
@@ -133,9 +150,30 @@ class Service:
 
         # Last of the on-connect hooks: readiness sees the stream the others provisioned at once.
         self.nats.add_hook(self.stream_watch.refresh)
-        app = FastAPI(title=title, description=description, lifespan=service_lifespan)
+        # The documentation routes are added by `_health_router`, behind a token like the rest.
+        app = FastAPI(
+            title=title,
+            description=description,
+            lifespan=service_lifespan,
+            docs_url=None,
+            redoc_url=None,
+            openapi_url=None,
+        )
         app.state.service = self
+        app.state.authenticator = self.authenticator
         app.add_middleware(RequestContextMiddleware, routine_routes=frozenset(routine_routes))
+        cors = self.settings.cors
+        if cors.allow_origins:
+            # Outside the request context: a preflight is answered here, before any route or token.
+            app.add_middleware(
+                CORSMiddleware,
+                allow_origins=cors.allow_origins,
+                allow_credentials=True,
+                allow_methods=["GET", "POST", "PATCH", "DELETE"],
+                allow_headers=_CORS_HEADERS,
+                expose_headers=["X-Request-ID", "Retry-After"],
+                max_age=int(cors.max_age.total_seconds()),
+            )
         app.add_exception_handler(RequestValidationError, _validation_error)
         app.add_exception_handler(HTTPException, _http_error)
         for error in STORE_ERRORS:
@@ -162,14 +200,34 @@ class Service:
         )
         async def readyz() -> JSONResponse:
             ready, checks = await self.readiness()
-            return JSONResponse(
-                {"status": "ready" if ready else "not ready", "service": self.name, "checks": checks},
-                status_code=200 if ready else 503,
-            )
+            body: dict[str, Any] = {
+                "status": "ready" if ready else "not ready",
+                "service": self.name,
+                "checks": checks,
+            }
+            if self.warnings:
+                body["warnings"] = self.warnings
+            return JSONResponse(body, status_code=200 if ready else 503)
 
-        @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
+        @router.get(
+            "/metrics",
+            summary="Prometheus metrics (operators: eh.admin)",
+            include_in_schema=False,
+            dependencies=[Depends(require_operator)],
+        )
         async def metrics() -> Any:
             return metrics_response()
+
+        @router.get("/openapi.json", include_in_schema=False, dependencies=[Depends(authenticate)])
+        async def openapi(request: Request) -> JSONResponse:
+            return JSONResponse(request.app.openapi())
+
+        @router.get("/docs", include_in_schema=False, dependencies=[Depends(authenticate)])
+        async def docs(request: Request) -> HTMLResponse:
+            # A token given in the query must reach the page's own fetch of the schema too.
+            token = request.query_params.get(QUERY_PARAMETER)
+            suffix = f"?{QUERY_PARAMETER}={token}" if token else ""
+            return get_swagger_ui_html(openapi_url=f"/openapi.json{suffix}", title=request.app.title)
 
         return router
 

@@ -5,30 +5,28 @@ with their own prefixed class. A bad value stops the service at start with the v
 """
 
 import inspect
-import re
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
-from pydantic import BeforeValidator, ByteSize, Field, ValidationError
+from pydantic import ByteSize, Field, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+from eh_runtime.auth.settings import AuthSettings, CorsSettings
+from eh_runtime.durations import Duration, parse_duration
 
-
-def parse_duration(value: Any) -> Any:
-    """Accept `90`, `90s`, `250ms`, `15m`, `24h`, `30d` (and anything pydantic takes for timedelta)."""
-    if isinstance(value, str):
-        match = _DURATION_RE.fullmatch(value)
-        if match:
-            return timedelta(seconds=float(match[1]) * _DURATION_UNITS[match[2]])
-    return value
-
-
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
-"""A length of time: seconds as a number, or with a unit (`ms`, `s`, `m`, `h`, `d`)."""
+__all__ = [
+    "AuthSettings",
+    "CorsSettings",
+    "Duration",
+    "LoggingSettings",
+    "NatsSettings",
+    "ServiceSettings",
+    "StreamSettings",
+    "load_settings",
+    "parse_duration",
+]
 
 
 class NatsSettings(BaseSettings):
@@ -162,12 +160,26 @@ class ServiceSettings(BaseSettings):
     )
     forwarded_allow_ips: str = Field(
         default="127.0.0.1",
-        description="Proxies trusted to name the client in X-Forwarded-For (comma-separated, * for any).",
+        description="Addresses or networks (CIDR) of the proxies trusted to name the client in "
+        "X-Forwarded-For, comma-separated; the right-most address not among them is the client.",
     )
     nats: NatsSettings = Field(default_factory=NatsSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    cors: CorsSettings = Field(default_factory=CorsSettings)
     stream: StreamSettings = Field(default_factory=StreamSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     http: HttpServerSettings = Field(default_factory=HttpServerSettings)
+
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _no_wildcard_proxy(cls, value: str) -> str:
+        if "*" in (item.strip() for item in value.split(",")):
+            raise ValueError(
+                "'*' would let any client name its own address (and dodge per-address limits); "
+                "list the proxies' addresses or networks"
+            )
+        return value
 
 
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
@@ -195,7 +207,14 @@ def load_settings(cls: type[SettingsT]) -> SettingsT:
     return cls()
 
 
-_GROUPS: tuple[type[BaseSettings], ...] = (NatsSettings, StreamSettings, LoggingSettings, HttpServerSettings)
+_GROUPS: tuple[type[BaseSettings], ...] = (
+    NatsSettings,
+    StreamSettings,
+    LoggingSettings,
+    HttpServerSettings,
+    AuthSettings,
+    CorsSettings,
+)
 
 
 def _group_fields(cls: type[BaseSettings]) -> dict[str, type[BaseSettings]]:

@@ -5,9 +5,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 
 from alert_evaluator.evaluator_status import EvaluatorStatus
+from eh_runtime.auth.requests import require_operator
 from eh_runtime.dependencies import app_state
 
-router = APIRouter(prefix="/api/v1", tags=["alerts"])
+# Operators only (`eh.admin`): rules and alert state say how the farm is watched.
+router = APIRouter(prefix="/api/v1", tags=["alerts"], dependencies=[Depends(require_operator)])
 
 
 Status = Annotated[EvaluatorStatus, Depends(app_state("evaluator_status"))]

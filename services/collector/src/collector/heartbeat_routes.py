@@ -20,6 +20,7 @@ from collector.routes import (
 from eh_contracts.payloads import IpAddress, NodeMetrics
 from eh_contracts.records import parse_record
 from eh_contracts.subjects import RESOURCE_ID_SCHEMA, validate_resource_id
+from eh_runtime.auth.requests import ProducerDep
 from eh_runtime.service import RETRY_AFTER_SECONDS, STORE_UNAVAILABLE, error_detail
 
 log = structlog.get_logger(__name__)
@@ -71,18 +72,26 @@ ROUTINE_ROUTES: Final = frozenset({"/api/v1/nodes/{node_id}/heartbeat"})
         "offline (reason `heartbeat_timeout`)."
     ),
     responses={
-        415: {"description": "A body that is not sent as application/json"},
+        401: {"description": "No token, or a bad or expired one"},
+        403: {"description": "The token may not publish node_status (or node_metrics) for this node"},
+        415: {"description": "Content-Type is not application/json (also for an empty body)"},
         422: {"description": "Invalid node id or body"},
         503: {"description": "NATS unavailable"},
     },
     openapi_extra={"requestBody": HEARTBEAT_REQUEST_BODY},
 )
 async def heartbeat(
-    node_id: NodeId, request: Request, settings: SettingsDep, heartbeats: HeartbeatsDep, ingestor: IngestorDep
+    node_id: NodeId,
+    request: Request,
+    settings: SettingsDep,
+    heartbeats: HeartbeatsDep,
+    ingestor: IngestorDep,
+    producer: ProducerDep,
 ) -> Response:
+    # Also for an empty body: a page cannot send application/json cross-site without a preflight,
+    # so it cannot forge a heartbeat on a logged-in operator's behalf.
+    require_media_type(request, {JSON_MEDIA_TYPE})
     body = await read_body(request, int(settings.max_body_bytes))
-    if body.strip():
-        require_media_type(request, {JSON_MEDIA_TYPE})
     try:
         beat = _BODY.validate_json(body) if body.strip() else HeartbeatBody()
     except ValidationError as error:
@@ -91,6 +100,12 @@ async def heartbeat(
             for e in error.errors(include_url=False)
         ]
         return json_response({"detail": detail}, 422)
+    assert producer.publish is not None  # ProducerDep refuses a token without it
+    needed = ["node_status", "node_metrics"] if beat.metrics is not None else ["node_status"]
+    for event_type in needed:
+        if not producer.publish.permits(event_type, node_id):
+            message = f"your token may not publish {event_type} for node {node_id!r}; {producer.publish}"
+            return json_response({"detail": message}, 403)
     ip = str(beat.ip) if beat.ip is not None else None
     transition = await heartbeats.beat(node_id, ip)
     answer: dict[str, Any] = {

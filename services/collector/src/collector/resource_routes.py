@@ -15,9 +15,10 @@ from fastapi.responses import Response
 from pydantic import AfterValidator
 
 from collector.deps import ServiceDep, StatesDep
-from collector.resource_states import ResourceKind
+from collector.resource_states import STATE_FIELDS, ResourceKind
 from collector.routes import json_response
 from eh_contracts.subjects import RESOURCE_ID_SCHEMA, validate_resource_id
+from eh_runtime.auth.requests import SubscriberDep
 from eh_runtime.service import Service
 from eh_runtime.stream import EVENTS_STREAM
 
@@ -32,6 +33,10 @@ ResourceIdPath = Annotated[
 router = APIRouter(prefix="/api/v1", tags=["resources"])
 
 
+# A state is what the last status event of its resource said: readable by who may read that event.
+_STATUS_TYPE: dict[str, str] = {fields.kind: event_type for event_type, fields in STATE_FIELDS.items()}
+
+
 async def _stream_seq(service: Service) -> int:
     info = await service.nats.jetstream().stream_info(EVENTS_STREAM)
     return int(info.state.last_seq)
@@ -40,15 +45,27 @@ async def _stream_seq(service: Service) -> int:
 @router.get(
     "/resources/{kind}",
     summary="Current state of every node, pipeline or container",
-    responses={422: {"description": "Unknown kind"}, 503: {"description": "NATS unavailable"}},
+    description="Only the resources the token may read (`eh.subscribe`) are listed.",
+    responses={
+        401: {"description": "No token, or a bad or expired one"},
+        403: {"description": "The token may not read this kind's status events"},
+        422: {"description": "Unknown kind"},
+        503: {"description": "NATS unavailable"},
+    },
 )
-async def list_resources(kind: ResourceKind, service: ServiceDep, states: StatesDep) -> Response:
+async def list_resources(
+    kind: ResourceKind, service: ServiceDep, states: StatesDep, subscriber: SubscriberDep
+) -> Response:
+    grant = subscriber.subscribe
+    assert grant is not None  # SubscriberDep refuses a token without it
+    if not grant.permits_type(_STATUS_TYPE[kind]):
+        raise HTTPException(403, f"your token may not read {_STATUS_TYPE[kind]} events; {grant}")
     stream_seq = await _stream_seq(service)
     resources = await states.list(kind)
     body: dict[str, Any] = {
         "kind": kind,
         "stream_seq": stream_seq,
-        "resources": [state.public() for state in resources],
+        "resources": [state.public() for state in resources if grant.permits_resource(state.resource_id)],
     }
     return json_response(body, 200)
 
@@ -57,14 +74,24 @@ async def list_resources(kind: ResourceKind, service: ServiceDep, states: States
     "/resources/{kind}/{resource_id}",
     summary="Current state of one node, pipeline or container",
     responses={
+        401: {"description": "No token, or a bad or expired one"},
+        403: {"description": "The token may not read this resource's status events"},
         404: {"description": "No state known"},
         422: {"description": "Invalid kind or id"},
         503: {"description": "NATS unavailable"},
     },
 )
 async def get_resource(
-    kind: ResourceKind, resource_id: ResourceIdPath, service: ServiceDep, states: StatesDep
+    kind: ResourceKind,
+    resource_id: ResourceIdPath,
+    service: ServiceDep,
+    states: StatesDep,
+    subscriber: SubscriberDep,
 ) -> Response:
+    grant = subscriber.subscribe
+    assert grant is not None  # SubscriberDep refuses a token without it
+    if not grant.permits(_STATUS_TYPE[kind], resource_id):
+        raise HTTPException(403, f"your token may not read {_STATUS_TYPE[kind]} of {resource_id!r}; {grant}")
     stream_seq = await _stream_seq(service)
     state = await states.get(kind, resource_id)
     if state is None:

@@ -14,6 +14,8 @@ from collector.ingest import EventResult
 from collector.intake import NDJSON_MEDIA_TYPES, Intake, TooManyEvents, read_json, read_ndjson
 from eh_contracts.envelope import EventParseError, FieldError
 from eh_contracts.schemas import any_event_schema
+from eh_runtime.auth.claims import Grant
+from eh_runtime.auth.requests import ProducerDep
 from eh_runtime.request_context import error_body
 from eh_runtime.service import RETRY_AFTER_SECONDS, STORE_UNAVAILABLE, error_detail
 
@@ -63,6 +65,8 @@ EVENTS_REQUEST_BODY: Final = {
     responses={
         207: {"description": "Some events accepted; `events` says which, `detail` lists the errors"},
         400: {"description": "The body is not JSON"},
+        401: {"description": "No token, or a bad or expired one"},
+        403: {"description": "The token may not publish some event's type or resource; none stored"},
         413: {
             "description": "The body is larger than COLLECTOR_MAX_BODY_BYTES or holds more events than "
             "COLLECTOR_MAX_EVENTS_PER_BODY"
@@ -73,7 +77,9 @@ EVENTS_REQUEST_BODY: Final = {
     },
     openapi_extra={"requestBody": EVENTS_REQUEST_BODY},
 )
-async def ingest_events(request: Request, ingestor: IngestorDep, settings: SettingsDep) -> Response:
+async def ingest_events(
+    request: Request, ingestor: IngestorDep, settings: SettingsDep, producer: ProducerDep
+) -> Response:
     media_type = require_media_type(request, {JSON_MEDIA_TYPE, *NDJSON_MEDIA_TYPES})
     body = await read_body(request, int(settings.max_body_bytes))
     limit = settings.max_events_per_body
@@ -84,6 +90,10 @@ async def ingest_events(request: Request, ingestor: IngestorDep, settings: Setti
     except EventParseError as error:
         status = 400 if error.malformed else 422
         return json_response(error_answer(error.errors, settings.max_errors_listed), status)
+    assert producer.publish is not None  # ProducerDep refuses a token without it
+    refused = outside_grant(intake, producer.publish)
+    if refused:
+        return json_response({"detail": refused[: settings.max_errors_listed]}, 403)
     results = await ingestor.ingest(intake)
     return ingest_response(intake, results, settings.max_errors_listed)
 
@@ -98,6 +108,20 @@ def require_media_type(request: Request, accepted: set[str]) -> str:
         given = repr(media_type[:80]) if media_type else "missing"
         raise HTTPException(415, f"Content-Type is {given}; send {' or '.join(sorted(accepted, key=len))}")
     return media_type
+
+
+def outside_grant(intake: Intake, grant: Grant) -> list[dict[str, Any]]:
+    """One error per event the token may not publish (its type, or its resource id)."""
+    errors = []
+    for index, event in sorted(intake.events.items()):
+        loc: tuple[str | int, ...] = () if intake.single else (index,)
+        if not grant.permits_type(event.event):
+            message = f"your token may not publish {event.event!r} events; {grant}"
+            errors.append(error_detail((*loc, "event"), message, "forbidden"))
+        elif not grant.permits_resource(event.resource_id):
+            message = f"your token may not publish events about {event.resource_id!r}; {grant}"
+            errors.append(error_detail((*loc, "resource_id"), message, "forbidden"))
+    return errors
 
 
 def error_answer(errors: Iterable[FieldError], limit: int) -> dict[str, Any]:

@@ -108,5 +108,6 @@ async def run_agent(settings: AgentSettings) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     timeout = settings.request_timeout.total_seconds()
-    async with EventClient(collector_url=settings.collector_url, timeout=timeout) as client:
+    token = settings.token.get_secret_value() if settings.token else None
+    async with EventClient(collector_url=settings.collector_url, timeout=timeout, token=token) as client:
         await Agent(settings, client).run(stop)

@@ -2,7 +2,7 @@ import re
 import socket
 from datetime import timedelta
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from eh_runtime.settings import Duration, LoggingSettings
@@ -31,5 +31,10 @@ class AgentSettings(BaseSettings):
     )
     request_timeout: Duration = Field(
         default=timedelta(seconds=5), description="Longest wait for one request to the collector."
+    )
+    token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token for the collector (eh.publish: node_status, node_metrics, "
+        "container_status, container_metrics for this node and its containers); unset when auth is off.",
     )
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
