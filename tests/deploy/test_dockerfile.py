@@ -27,7 +27,7 @@ def test_every_service_has_a_target_that_runs_its_module_on_its_port(dockerfile,
         assert [s.name for s in dockerfile.lineage(name)][1:] == ["runtime"], name
         # Exec form, `python -m <module>`: the real entry point receives SIGTERM itself.
         assert target.cmd == ["python", "-m", facts.module]
-        assert target.values("EXPOSE") == [str(facts.settings({}).port)]
+        assert target.values("EXPOSE") == [str(facts.settings({"AUTH_MODE": "none"}).port)]
         (venv_copy,) = dockerfile.copies(target)
         assert venv_copy.from_stage == f"{name}-venv"
         assert f"--package {name}" in run_command(dockerfile.stage(f"{name}-venv").values("RUN")[0])

@@ -72,6 +72,9 @@ class Stack:
     def start_services(self, nats_url: str) -> None:
         for spec in SERVICES:
             env = {
+                # Development: HTTP auth off unless asked for (each service warns at start and on
+                # /readyz). Set AUTH_MODE=jwt and AUTH_SECRET to run the stack with tokens.
+                "AUTH_MODE": "none",
                 **self.environ,
                 "NATS_URL": nats_url,
                 spec.port_variable: str(self.port(spec.port_variable, spec.default_port)),
@@ -140,6 +143,12 @@ class Stack:
         ]
         if self.nats is not None and self.nats.monitor_url:
             lines.append(f"  NATS monitoring  {self.nats.monitor_url}")
+        if self.environ.get("AUTH_MODE", "none") == "none":
+            lines += [
+                "",
+                "  WARNING: HTTP auth is OFF (AUTH_MODE=none): anyone who reaches these ports may read",
+                "  and publish everything. Development only.",
+            ]
         lines += ["Ctrl-C stops everything.", ""]
         print("\n".join(lines), flush=True)
 

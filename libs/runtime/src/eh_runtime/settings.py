@@ -170,6 +170,16 @@ class ServiceSettings(BaseSettings):
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     http: HttpServerSettings = Field(default_factory=HttpServerSettings)
 
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _no_wildcard_proxy(cls, value: str) -> str:
+        if "*" in (item.strip() for item in value.split(",")):
+            raise ValueError(
+                "'*' would let any client name its own address (and dodge per-address limits); "
+                "list the proxies' addresses or networks"
+            )
+        return value
+
 
     @field_validator("forwarded_allow_ips")
     @classmethod

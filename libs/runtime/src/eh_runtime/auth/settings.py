@@ -13,7 +13,7 @@ class AuthSettings(BaseSettings):
     """HTTP authentication. There is no default mode: a service refuses to start until it is told
     `AUTH_MODE=jwt` (with a secret or a JWKS) or, for development only, `AUTH_MODE=none`."""
 
-    model_config = SettingsConfigDict(env_prefix="AUTH_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="AUTH_", extra="ignore", env_ignore_empty=True)
 
     mode: Literal["jwt", "none"] | None = Field(
         default=None,
@@ -64,7 +64,7 @@ class AuthSettings(BaseSettings):
 class CorsSettings(BaseSettings):
     """Cross-origin requests from dashboards on other origins. Nothing is allowed by default."""
 
-    model_config = SettingsConfigDict(env_prefix="CORS_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="CORS_", extra="ignore", env_ignore_empty=True)
 
     allow_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
