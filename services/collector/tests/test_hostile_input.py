@@ -105,7 +105,9 @@ async def test_a_body_without_content_type_is_not_taken_for_json(collector, js):
     assert "Content-Type" in response.json()["detail"]
     beat = await collector.post("/api/v1/nodes/node-1/heartbeat", content=b'{"ip": "10.0.0.1"}')
     assert beat.status_code == 415
-    assert (await collector.post("/api/v1/nodes/node-1/heartbeat")).status_code == 202  # no body at all
+    # No body and no Content-Type is what a cross-site page can send blindly: refused too (issue 14).
+    assert (await collector.post("/api/v1/nodes/node-1/heartbeat")).status_code == 415
+    assert (await collector.post("/api/v1/nodes/node-1/heartbeat", json={})).status_code == 202
     assert await count_stored(js) == 1
 
 
