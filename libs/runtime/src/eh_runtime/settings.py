@@ -181,17 +181,6 @@ class ServiceSettings(BaseSettings):
         return value
 
 
-    @field_validator("forwarded_allow_ips")
-    @classmethod
-    def _no_wildcard_proxy(cls, value: str) -> str:
-        if "*" in (item.strip() for item in value.split(",")):
-            raise ValueError(
-                "'*' would let any client name its own address (and dodge per-address limits); "
-                "list the proxies' addresses or networks"
-            )
-        return value
-
-
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
 
