@@ -94,6 +94,14 @@ class StreamShutdown(ControlEvent):
     retry_ms: int
 
 
+class StreamTokenExpired(ControlEvent):
+    """The token the stream was opened with has expired; the server closes. Get a fresh token and
+    reconnect with Last-Event-ID: nothing is missed."""
+
+    reason: str
+    expired_at: str = Field(description="When the token lapsed (RFC 3339, UTC; `exp` plus the leeway).")
+
+
 CONTROL_EVENTS: Final[dict[str, type[ControlEvent]]] = {
     "stream.ready": StreamReady,
     "stream.gap": StreamGap,
@@ -102,4 +110,5 @@ CONTROL_EVENTS: Final[dict[str, type[ControlEvent]]] = {
     "stream.end": StreamEnd,
     "stream.overflow": StreamOverflow,
     "stream.shutdown": StreamShutdown,
+    "stream.token_expired": StreamTokenExpired,
 }

@@ -99,6 +99,7 @@ def create_app(settings: EdgeSettings | None = None) -> FastAPI:
         settings.max_connections,
         settings.max_connections_per_address,
         retry_after_seconds=int(settings.retry.total_seconds()) or 1,
+        max_per_principal=settings.max_connections_per_principal,
     )
     app.state.history = JetStreamHistory(
         history_connection.client, history_connection.jetstream(), settings.max_concurrent_replays

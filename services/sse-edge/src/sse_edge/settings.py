@@ -74,6 +74,11 @@ class EdgeSettings(ServiceSettings):
     max_connections_per_address: int = Field(
         default=200, ge=1, description="Most event streams one client address may hold; beyond it, 429."
     )
+    max_connections_per_principal: int = Field(
+        default=100,
+        ge=1,
+        description="Most event streams one token holder (issuer and subject) may hold; beyond it, 429.",
+    )
     send_timeout: Duration = Field(
         default=timedelta(seconds=10),
         description="A client that takes no write for this long is stalled.",

@@ -3,7 +3,8 @@
 A stream is cheap but not free (a socket, a task, up to a buffer of memory), and one misbehaving
 script that opens streams in a loop must not starve every dashboard. Over the global limit the edge
 answers 503 with `Retry-After`, so a load balancer or the browser tries another replica or later;
-over the per-address limit, 429.
+over the per-address or the per-principal limit (one token holder, from any number of addresses),
+429. The unauthenticated principal of AUTH_MODE=none has no key and only the address limit.
 """
 
 from fastapi import HTTPException
@@ -12,18 +13,23 @@ from sse_edge.metrics import CONNECTIONS_REJECTED
 
 
 class ConnectionLimits:
-    def __init__(self, max_total: int, max_per_address: int, retry_after_seconds: int) -> None:
+    def __init__(
+        self, max_total: int, max_per_address: int, retry_after_seconds: int, max_per_principal: int = 0
+    ) -> None:
         self.max_total = max_total
         self.max_per_address = max_per_address
+        self.max_per_principal = max_per_principal or max_total
         self.retry_after = str(max(1, retry_after_seconds))
         self.total = 0
         self._by_address: dict[str, int] = {}
+        self._by_principal: dict[str, int] = {}
 
-    def admit(self, address: str) -> None:
-        """Count a new stream from `address`.
+    def admit(self, address: str, principal: str | None = None) -> None:
+        """Count a new stream from `address`, held by `principal` (a token's issuer and subject).
 
         Raises:
-            HTTPException: 503 when the edge is full, 429 when this address has too many streams.
+            HTTPException: 503 when the edge is full, 429 when this address or this principal has
+                too many streams.
         """
         if self.total >= self.max_total:
             CONNECTIONS_REJECTED.labels("edge_full").inc()
@@ -40,13 +46,29 @@ class ConnectionLimits:
                 f"{address} already holds {held} event streams, the most one address may open",
                 headers={"Retry-After": self.retry_after},
             )
+        if principal is not None:
+            owned = self._by_principal.get(principal, 0)
+            if owned >= self.max_per_principal:
+                CONNECTIONS_REJECTED.labels("principal_full").inc()
+                raise HTTPException(
+                    429,
+                    f"your token's holder already holds {owned} event streams, the most one may open",
+                    headers={"Retry-After": self.retry_after},
+                )
+            self._by_principal[principal] = owned + 1
         self.total += 1
         self._by_address[address] = held + 1
 
-    def release(self, address: str) -> None:
+    def release(self, address: str, principal: str | None = None) -> None:
         self.total -= 1
-        held = self._by_address.get(address, 0) - 1
-        if held > 0:
-            self._by_address[address] = held
-        else:
-            self._by_address.pop(address, None)
+        _decrement(self._by_address, address)
+        if principal is not None:
+            _decrement(self._by_principal, principal)
+
+
+def _decrement(counts: dict[str, int], key: str) -> None:
+    held = counts.get(key, 0) - 1
+    if held > 0:
+        counts[key] = held
+    else:
+        counts.pop(key, None)

@@ -1,5 +1,6 @@
 """`GET /api/v1/events`: stored and live events as Server-Sent Events, filtered and resumable."""
 
+import asyncio
 import secrets
 from typing import Annotated, Any
 
@@ -9,8 +10,11 @@ from fastapi import APIRouter, Header, HTTPException, Query, Request
 from eh_contracts.envelope import EVENT_MODELS
 from eh_contracts.event_types import EventType
 from eh_contracts.stream_control import CONTROL_EVENTS
+from eh_runtime.auth.claims import Principal
+from eh_runtime.auth.requests import SubscriberDep
 from sse_edge.history.jetstream_history import JetStreamBounds, JetStreamHistory
 from sse_edge.history.replay import Replay
+from sse_edge.http.connection_limits import ConnectionLimits
 from sse_edge.http.dependencies import (
     ConnectionLimitsDep,
     FanoutDep,
@@ -31,6 +35,7 @@ from sse_edge.http.query_filters import ResourceFilter, TypeFilter, subject_filt
 from sse_edge.http.sse_frames import control_frame, retry_frame
 from sse_edge.http.sse_response import SseResponse
 from sse_edge.http.stream_encoding import negotiate
+from sse_edge.http.token_expiry import token_expiry
 from sse_edge.http.write_pace import WritePace, effective
 from sse_edge.live.recent_events import RecentEvents
 from sse_edge.live.subscriber import Subscriber
@@ -62,8 +67,9 @@ SSE_RESPONSE_DOC: dict[int | str, dict[str, Any]] = {
             "`data:` the stored envelope JSON. Control events (no `id:`): `stream.ready` (first: the "
             "effective query and the stream's last sequence), `stream.gap` (events after Last-Event-ID "
             "expired: `first_missing`..`last_missing`), `stream.caught_up` (history done, live from "
-            "here), `stream.end` (a bounded query is complete; the server closes), `stream.overflow` "
-            "and `stream.shutdown` (last, before the server closes). Comment lines are heartbeats."
+            "here), `stream.end` (a bounded query is complete; the server closes), `stream.overflow`, "
+            "`stream.shutdown` and `stream.token_expired` (last, before the server closes: refresh the "
+            "token and resume with Last-Event-ID). Comment lines are heartbeats."
         ),
         "content": {
             "text/event-stream": {
@@ -76,8 +82,16 @@ SSE_RESPONSE_DOC: dict[int | str, dict[str, Any]] = {
         },
     },
     400: {"description": "Last-Event-ID is not a sequence number, or lies beyond the stream's end"},
+    401: {"description": "No token, or a bad or expired one"},
+    403: {
+        "description": "The filters ask for more than the token allows (a type, a resource, or all "
+        "resources under a pattern grant); `detail` names the parameter. Refused before the stream opens"
+    },
     422: {"description": "A query parameter is invalid; `detail` names it"},
-    429: {"description": "This client address holds the most streams it may; retry after Retry-After"},
+    429: {
+        "description": "This client address, or this token's holder, holds the most streams it may; "
+        "retry after Retry-After"
+    },
     503: {
         "description": "The event store is unreachable, or this edge holds its maximum of streams; "
         "retry after Retry-After"
@@ -94,6 +108,7 @@ SSE_RESPONSE_DOC: dict[int | str, dict[str, Any]] = {
 )
 async def subscribe_events(
     request: Request,
+    subscriber: SubscriberDep,
     service: ServiceDep,
     settings: SettingsDep,
     index: FanoutDep,
@@ -154,7 +169,9 @@ async def subscribe_events(
         ),
     ] = None,
 ) -> SseResponse:
-    subject_filter = subject_filter_from_query(type, resource_id, settings.max_filter_values)
+    subject_filter = subject_filter_from_query(
+        type, resource_id, settings.max_filter_values, subscriber.subscribe
+    )
     query = parse_event_query(
         subject_filter,
         start_time=start_time,
@@ -165,7 +182,7 @@ async def subscribe_events(
         expression=parse_filter(filter, subject_filter.types, settings.filter_limits),
     )
     peer = request.client.host if request.client else "unknown"
-    limits.admit(peer)
+    limits.admit(peer, subscriber.key)
     try:
         client = Subscriber(
             query.filter,
@@ -174,7 +191,7 @@ async def subscribe_events(
             query.window,
             query.expression,
             subscription_id=secrets.token_urlsafe(18),
-            owner=getattr(request.state, "principal", None),
+            owner=subscriber.key,
         )
         # Registered before the stream's end is read: every later event reaches the live queue.
         index.add(client)
@@ -184,7 +201,7 @@ async def subscribe_events(
             index.remove(client)
             raise
     except BaseException:
-        limits.release(peer)
+        limits.release(peer, subscriber.key)
         raise
     if service.stopping.is_set():
         client.close("shutdown")
@@ -192,6 +209,7 @@ async def subscribe_events(
         effective(max_rate, settings.max_rate),
         _whole(effective(max_bandwidth, float(settings.max_bandwidth))),
     )
+    expiry = token_expiry(client, subscriber)
     opening = retry_frame(int(settings.retry.total_seconds() * 1000)) + control_frame(
         "stream.ready",
         {
@@ -212,7 +230,7 @@ async def subscribe_events(
             int(settings.retry.total_seconds() * 1000),
             int(settings.shutdown_spread.total_seconds() * 1000),
         ),
-        on_close=lambda: limits.release(peer),
+        on_close=lambda: _closed(limits, peer, subscriber, expiry),
         pace=pace,
     )
 
@@ -227,6 +245,14 @@ def _recent_bounds(recent: RecentEvents, query: EventQuery) -> JetStreamBounds |
     if query.resume_after is None or not recent.covers(query.resume_after):
         return None
     return JetStreamBounds(recent.low, recent.last_seq)
+
+
+def _closed(
+    limits: ConnectionLimits, peer: str, subscriber: Principal, expiry: asyncio.TimerHandle | None
+) -> None:
+    limits.release(peer, subscriber.key)
+    if expiry is not None:
+        expiry.cancel()
 
 
 async def _stream_bounds(history: JetStreamHistory, query: EventQuery) -> JetStreamBounds:

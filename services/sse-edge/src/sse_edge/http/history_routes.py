@@ -7,6 +7,7 @@ from typing import Annotated, Final
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import Response
 
+from eh_runtime.auth.requests import SubscriberDep
 from eh_runtime.service import error_detail
 from sse_edge.event_selection import EventSelection
 from sse_edge.history.jetstream_history import JetStreamHistory, StoredEvent
@@ -36,11 +37,14 @@ router = APIRouter(prefix="/api/v1", tags=["events"])
     responses={
         200: {"content": {"application/json": {}}},
         400: {"description": "The cursor is malformed or belongs to another query"},
+        401: {"description": "No token, or a bad or expired one"},
+        403: {"description": "The filters ask for more than the token allows; `detail` names the parameter"},
         422: {"description": "A query parameter is invalid; `detail` names it"},
         503: {"description": "The event store is unreachable"},
     },
 )
 async def event_history(
+    subscriber: SubscriberDep,
     settings: SettingsDep,
     history: HistoryDep,
     type: TypeFilter = [],  # noqa: B006 - FastAPI copies defaults per request
@@ -64,7 +68,9 @@ async def event_history(
         ),
     ] = None,
 ) -> Response:
-    subject_filter = subject_filter_from_query(type, resource_id, settings.max_filter_values)
+    subject_filter = subject_filter_from_query(
+        type, resource_id, settings.max_filter_values, subscriber.subscribe
+    )
     query = parse_event_query(
         subject_filter,
         start_time=start_time,

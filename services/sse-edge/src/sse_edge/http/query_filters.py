@@ -1,4 +1,8 @@
-"""The `type` and `resource_id` query parameters: several values each, repeated or comma-separated."""
+"""The `type` and `resource_id` query parameters: several values each, repeated or comma-separated.
+
+Every filter the edge serves is built here, and never wider than the holder's token allows
+(`Grant.narrow`): live streams, replays, history pages and snapshots all read through it.
+"""
 
 from collections.abc import Iterable
 from typing import Annotated, Any, Final
@@ -12,6 +16,7 @@ from eh_contracts.subjects import (
     SubjectFilter,
     validate_resource_id,
 )
+from eh_runtime.auth.claims import Grant, OutsideGrant
 from eh_runtime.service import error_detail
 
 _TYPE_LIST = ", ".join(t.value for t in EventType)
@@ -54,9 +59,15 @@ def split_values(raw: Iterable[str]) -> list[str]:
 
 
 def subject_filter_from_query(
-    types: Iterable[str], resource_ids: Iterable[str], max_values: int
+    types: Iterable[str], resource_ids: Iterable[str], max_values: int, grant: Grant | None
 ) -> SubjectFilter:
-    """Validate both parameters; 422 naming the parameter and the bad value, before any stream opens."""
+    """Validate both parameters and narrow them to `grant` (None: the token may read nothing),
+    before any stream opens.
+
+    Raises:
+        HTTPException: 422 naming the parameter and the bad value; 403 naming the parameter
+            when it asks for more than the token allows.
+    """
     errors: list[dict[str, Any]] = []
     type_values = split_values(types)
     resource_values = split_values(resource_ids)
@@ -75,7 +86,14 @@ def subject_filter_from_query(
             errors.append(_query_error("resource_id", str(error), "resource_id"))
     if errors:
         raise HTTPException(422, detail=errors)
-    return SubjectFilter.of(type_values, resource_values)
+    if grant is None:
+        raise HTTPException(403, "your token does not allow reading events (no eh.subscribe claim)")
+    try:
+        return grant.narrow(SubjectFilter.of(type_values, resource_values))
+    except OutsideGrant as refused:
+        raise HTTPException(
+            403, detail=[_query_error(refused.parameter, refused.message, "forbidden")]
+        ) from None
 
 
 def _query_error(parameter: str, message: str, kind: str) -> dict[str, Any]:

@@ -12,9 +12,10 @@ its stream with the new filters (and its Last-Event-ID) instead.
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Body, HTTPException, Path, Request
+from fastapi import APIRouter, Body, HTTPException, Path
 from pydantic import BaseModel, ConfigDict, Field
 
+from eh_runtime.auth.requests import SubscriberDep
 from sse_edge.http.dependencies import FanoutDep, SettingsDep
 from sse_edge.http.filter_expression import FILTER_DESCRIPTION, parse_filter
 from sse_edge.http.query_filters import subject_filter_from_query
@@ -46,30 +47,34 @@ class SubscriptionChanged(BaseModel):
     summary="Change the filters of an open event stream",
     response_model=SubscriptionChanged,
     responses={
+        401: {"description": "No token, or a bad or expired one"},
+        403: {"description": "The new filters ask for more than the token allows; `detail` names the field"},
         404: {"description": "No open stream with this id on this edge; reopen the stream instead"},
         409: {"description": "The stream is still replaying history; retry after stream.caught_up"},
         422: {"description": "A field is invalid; `detail` names it"},
     },
 )
 async def change_subscription(
-    request: Request,
+    subscriber: SubscriberDep,
     index: FanoutDep,
     settings: SettingsDep,
     subscription_id: Annotated[str, Path(max_length=64, description="From the stream's stream.ready.")],
     change: Annotated[SubscriptionChange, Body()],
 ) -> SubscriptionChanged:
     client = index.subscription(subscription_id)
-    # Authentication, where it is on, leaves the caller's principal on the request; a stream opened
-    # by one principal is not found by another (the same answer as an id that does not exist).
-    principal = getattr(request.state, "principal", None)
-    if client is None or client.close_reason is not None or client.owner not in (None, principal):
+    # A stream opened by one token holder is not found by another (the same answer as an id that
+    # does not exist); the holder's refreshed token (same issuer and subject) is the same holder.
+    if client is None or client.close_reason is not None or client.owner != subscriber.key:
         raise HTTPException(404, "no open stream with this subscription id on this edge")
     if client.holding:
         raise HTTPException(409, "the stream is still replaying its history; retry after stream.caught_up")
     given = change.model_fields_set
     types = change.type or [] if "type" in given else [t.value for t in client.filter.types]
     resources = change.resource_id or [] if "resource_id" in given else list(client.filter.resource_ids)
-    subject_filter = _in_body(lambda: subject_filter_from_query(types, resources, settings.max_filter_values))
+    # Narrowed to the caller's claim like every filter the edge builds: a change cannot widen a stream.
+    subject_filter = _in_body(
+        lambda: subject_filter_from_query(types, resources, settings.max_filter_values, subscriber.subscribe)
+    )
     if "filter" in given:
         text = change.filter
         expression = _in_body(lambda: parse_filter(text, subject_filter.types, settings.filter_limits))
