@@ -141,7 +141,7 @@ async def test_a_heartbeat_while_nats_is_down_is_a_503_with_retry_after(nats_ser
 
 async def test_heartbeats_are_logged_at_debug_level_other_requests_at_info(collector):
     with structlog.testing.capture_logs() as logs:
-        await collector.post("/api/v1/nodes/node-9/heartbeat")
+        await collector.post("/api/v1/nodes/node-9/heartbeat", json={})
         await collector.post("/api/v1/nodes/bad%20id/heartbeat")  # refused: worth an info line
         await collector.get("/api/v1/resources/node")
     access = [
