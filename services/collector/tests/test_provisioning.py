@@ -42,7 +42,7 @@ async def test_a_deleted_bucket_is_provisioned_again(collector, js, bucket):
     await until(exists_again)
 
     async def serving_again():
-        return (await collector.post("/api/v1/nodes/node-3/heartbeat")).status_code == 202
+        return (await collector.post("/api/v1/nodes/node-3/heartbeat", json={})).status_code == 202
 
     await until(serving_again)
     response = await collector.post("/api/v1/events", json=node("offline", "node-002"))

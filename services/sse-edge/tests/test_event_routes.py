@@ -234,11 +234,11 @@ async def test_the_stream_route_resolves_its_dependencies_per_request(edge_app, 
     admitted: list[str] = []
 
     class GuardedLimits(ConnectionLimits):
-        def admit(self, address: str) -> None:
+        def admit(self, address: str, principal: str | None = None) -> None:
             admitted.append(address)
             if len(admitted) == 1:
                 raise HTTPException(401, "not you")
-            super().admit(address)
+            super().admit(address, principal)
 
     guarded = GuardedLimits(limits.max_total, limits.max_per_address, int(limits.retry_after))
     edge_app.dependency_overrides[connection_limits_of] = lambda: guarded
