@@ -31,7 +31,7 @@ async def test_connects_in_the_background_once_nats_comes_up(tmp_path):
     await asyncio.sleep(0.3)
     assert not connection.is_connected
     assert not connection.hooks_done
-    with NatsServer(tmp_path / "js", port=port):
+    with NatsServer(tmp_path / "js", port=port, identities=False):
         await connection.wait_ready(timeout=5)
         assert connection.is_connected
         assert hook_runs == 1

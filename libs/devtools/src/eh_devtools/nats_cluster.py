@@ -33,6 +33,8 @@ class NatsCluster:
                 cluster_name=name,
                 cluster_port=cluster_ports[i],
                 routes=[f"nats-route://127.0.0.1:{p}" for j, p in enumerate(cluster_ports) if j != i],
+                # One set of identities for the cluster: a client fails over with the same password.
+                identities_file=base_dir / "identities.json",
             )
             for i in range(size)
         ]

@@ -17,6 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
 
+from eh_devtools.nats_identities import (
+    ADMIN,
+    PRODUCER,
+    Credentials,
+    Identity,
+    all_identities,
+    authorization_block,
+)
+
 _CLIENT_PORT_RE = re.compile(r"Listening for client connections on [^\s]+:(\d+)")
 _MONITOR_PORT_RE = re.compile(r"Starting http monitor on [^\s]+:(\d+)")
 _READY = "Server is ready"
@@ -52,6 +61,12 @@ class NatsServer:
 
     `port=-1` picks a free port at the first start; later starts reuse it, so clients reconnect
     to the same address after a restart.
+
+    With `identities` (the default) the server admits only the per-service identities of
+    `eh_devtools.nats_identities`, their passwords generated beside the store on first start and
+    kept: `url` then carries the admin's credentials, `url_for(name)` another identity's, and
+    `anonymous_url` none (the server refuses it). `tls` (certificate and key files) makes clients
+    connect with TLS.
     """
 
     store_dir: Path
@@ -65,13 +80,29 @@ class NatsServer:
     cluster_port: int | None = None
     routes: list[str] = field(default_factory=list)
     """`nats-route://host:port` of the other servers of the cluster (with `cluster_port`)."""
+    identities: bool = True
+    identities_file: Path | None = None
+    """Where the identities' passwords are kept (default: beside the store); one file for a cluster."""
+    producers: tuple[Identity, ...] = (PRODUCER,)
+    tls: tuple[Path, Path] | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
+    credentials: Credentials | None = field(default=None, init=False)
+
+    @property
+    def anonymous_url(self) -> str:
+        if self.port <= 0:
+            raise RuntimeError("the server has not started yet, so its port is not known")
+        return f"{'tls' if self.tls else 'nats'}://{self.host}:{self.port}"
 
     @property
     def url(self) -> str:
-        if self.port <= 0:
-            raise RuntimeError("the server has not started yet, so its port is not known")
-        return f"nats://{self.host}:{self.port}"
+        """The admin's URL (credentials embedded) when the server has identities."""
+        return self.url_for(ADMIN) if self.credentials is not None else self.anonymous_url
+
+    def url_for(self, name: str) -> str:
+        if self.credentials is None:
+            raise RuntimeError("this server runs without identities")
+        return self.credentials.url(self.anonymous_url, name)
 
     @property
     def monitor_url(self) -> str | None:
@@ -98,6 +129,15 @@ class NatsServer:
                 f'  listen: "{self.host}:{self.cluster_port}"\n  routes: [{routes}]\n}}\n'
             )
         config = self.store_dir.parent / f"{self.store_dir.name}.conf"
+        if self.identities:
+            names = [ADMIN, *(identity.name for identity in all_identities(self.producers))]
+            path = self.identities_file or self.store_dir.parent / f"{self.store_dir.name}.identities.json"
+            self.credentials = Credentials.load_or_create(path, names)
+            text += authorization_block(self.credentials.passwords, self.producers)
+        if self.tls is not None:
+            cert, key = self.tls
+            text += f'tls {{\n  cert_file: "{cert}"\n  key_file: "{key}"\n}}\n'
+        config.touch(mode=0o600)
         config.write_text(text, encoding="utf-8")
         return config
 

@@ -1,7 +1,9 @@
 """`make run`: a local NATS with JetStream and the three services, supervised as one.
 
-Starts nats-server (data under `.data/`, unless `NATS_URL` names a server to use instead),
-provisions the `EVENTS` stream, starts the services, waits until each answers `/readyz`, and
+Starts nats-server (data under `.data/`, unless `NATS_URL` names a server to use instead) with one
+NATS identity per service (passwords generated into `.data/nats/` on first start; an anonymous
+client is refused), provisions the `EVENTS` stream and the buckets as the admin, starts the
+services, each with its own identity, waits until each answers `/readyz`, and
 prints their URLs. Then the host agent (`python -m collector agent`) reports this machine to the
 collector, unless `AGENT=0`. Ctrl-C or SIGTERM stops everything: services first (they drain), then NATS.
 Children also get SIGTERM from the kernel if this process dies, so none is left orphaned.
@@ -18,11 +20,10 @@ from pathlib import Path
 from typing import Final
 
 import httpx
-import nats
 
 from eh_devtools.nats_server import NatsServer, die_with_parent
+from eh_devtools.provisioning import provision_all
 from eh_runtime.settings import StreamSettings
-from eh_runtime.stream import ensure_events_stream
 
 _READY_TIMEOUT_SECONDS: Final = 60.0
 _STOP_TIMEOUT_SECONDS: Final = 20.0
@@ -69,6 +70,16 @@ class Stack:
         self.nats.start()
         return self.nats.url
 
+    def nats_environment(self, spec: ServiceSpec, nats_url: str) -> dict[str, str]:
+        """How `spec` reaches NATS: with its own identity on the local server (never the admin's)."""
+        if self.nats is None or self.nats.credentials is None:
+            return {"NATS_URL": nats_url}
+        return {
+            "NATS_URL": self.nats.anonymous_url,
+            "NATS_USER": spec.name,
+            "NATS_PASSWORD": self.nats.credentials.passwords[spec.name],
+        }
+
     def start_services(self, nats_url: str) -> None:
         for spec in SERVICES:
             env = {
@@ -76,7 +87,7 @@ class Stack:
                 # /readyz). Set AUTH_MODE=jwt and AUTH_SECRET to run the stack with tokens.
                 "AUTH_MODE": "none",
                 **self.environ,
-                "NATS_URL": nats_url,
+                **self.nats_environment(spec, nats_url),
                 spec.port_variable: str(self.port(spec.port_variable, spec.default_port)),
                 "LOG_FORMAT": self.environ.get("LOG_FORMAT", "console"),
             }
@@ -139,8 +150,11 @@ class Stack:
             f"  sse-edge         {edge}/api/v1/events   (docs {edge}/docs)",
             f"  collector        {collector}/api/v1/events   (docs {collector}/docs)",
             f"  alert-evaluator  {evaluator}/readyz",
-            f"  NATS             {nats_url}",
+            f"  NATS             {self.nats.anonymous_url if self.nats else nats_url}",
         ]
+        if self.nats is not None and self.nats.credentials is not None:
+            identities = self.nats.store_dir.parent / f"{self.nats.store_dir.name}.identities.json"
+            lines.append(f"  NATS identities  {identities} (one per service, an admin, a producer)")
         if self.nats is not None and self.nats.monitor_url:
             lines.append(f"  NATS monitoring  {self.nats.monitor_url}")
         if self.environ.get("AUTH_MODE", "none") == "none":
@@ -183,12 +197,9 @@ class Stack:
 
 
 async def provision(nats_url: str, settings: StreamSettings) -> None:
-    client = await nats.connect(nats_url)
-    try:
-        info = await ensure_events_stream(client.jetstream(), settings)
-        print(f"stream {info.config.name}: {info.state.messages} events stored", flush=True)
-    finally:
-        await client.close()
+    """As the admin (the services' own identities may not create streams or buckets)."""
+    stored = await provision_all(nats_url, settings)
+    print(f"stream EVENTS: {stored} events stored; buckets provisioned", flush=True)
 
 
 def main() -> int:

@@ -8,6 +8,7 @@ retried with backoff until they succeed, because a restarted server may have los
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -81,6 +82,13 @@ class NatsConnection:
         }
         if self.settings.creds:
             options["user_credentials"] = self.settings.creds
+        if self.settings.user:
+            options["user"] = self.settings.user
+            options["password"] = self.settings.password.get_secret_value() if self.settings.password else ""
+        # Replies come back on subjects only this service's identity may subscribe to (NATS permissions).
+        options["inbox_prefix"] = self.settings.inbox_prefix or inbox_prefix_for(self.name)
+        if self.settings.tls_ca or self.settings.tls_cert:
+            options["tls"] = client_tls_context(self.settings)
         await self.client.connect(**options)
         NATS_CONNECTED.set(1)
         log.info(
@@ -149,6 +157,19 @@ class NatsConnection:
             if not self.client.is_closed:
                 await self.client.close()
             NATS_CONNECTED.set(0)
+
+
+def inbox_prefix_for(service: str) -> str:
+    """`_INBOX_<service>`: the reply subjects a service's NATS identity is allowed to receive."""
+    return f"_INBOX_{service}"
+
+
+def client_tls_context(settings: NatsSettings) -> ssl.SSLContext:
+    """TLS to NATS: the server verified against NATS_TLS_CA, and our certificate if one is given."""
+    context = ssl.create_default_context(cafile=settings.tls_ca)
+    if settings.tls_cert:
+        context.load_cert_chain(settings.tls_cert, settings.tls_key)
+    return context
 
 
 def _safe_url(client: Client) -> str | None:

@@ -13,7 +13,7 @@ import structlog
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy, KeyValueConfig
-from nats.js.errors import BadRequestError
+from nats.js.errors import BadRequestError, BucketNotFoundError
 from nats.js.kv import KeyValue
 
 log = structlog.get_logger(__name__)
@@ -25,7 +25,14 @@ _DELETION_OPERATIONS: Final = frozenset({"DEL", "PURGE"})
 
 
 async def ensure_key_value(js: JetStreamContext, config: KeyValueConfig) -> KeyValue:
-    """The bucket `config.bucket`, created with `config` if it does not exist yet."""
+    """The bucket `config.bucket`, created with `config` if it does not exist yet.
+
+    An existing bucket is looked up, never "created" again: a service's NATS identity may use its
+    buckets but only the admin identity may create them (provisioning), so the common path must
+    not need that right.
+    """
+    with contextlib.suppress(BucketNotFoundError):
+        return await js.key_value(config.bucket)
     try:
         return await js.create_key_value(config)
     except BadRequestError as error:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal, TypeVar
 
-from pydantic import ByteSize, Field, ValidationError, field_validator
+from pydantic import ByteSize, Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -39,6 +39,20 @@ class NatsSettings(BaseSettings):
         description="Server URL(s), comma-separated for a cluster; credentials may be embedded.",
     )
     creds: str | None = Field(default=None, description="Path to a credentials file (NATS_CREDS).")
+    user: str | None = Field(default=None, description="This service's NATS user (its own identity).")
+    password: SecretStr | None = Field(default=None, description="The NATS user's password.")
+    inbox_prefix: str | None = Field(
+        default=None,
+        description="Prefix of this process's reply subjects; default `_INBOX_<service>`, the only "
+        "inbox its NATS identity may subscribe to.",
+    )
+    tls_ca: str | None = Field(
+        default=None, description="CA certificate file: connect with TLS, verify the server."
+    )
+    tls_cert: str | None = Field(
+        default=None, description="Client certificate file (with NATS_TLS_KEY), if the server asks."
+    )
+    tls_key: str | None = Field(default=None, description="Client private key file.")
     connect_timeout: Duration = Field(default=timedelta(seconds=2), description="One connection attempt.")
     reconnect_wait: Duration = Field(
         default=timedelta(seconds=1),

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import structlog
+from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError
+from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from alert_evaluator.alert_state import AlertEntry
@@ -83,6 +84,26 @@ def resource_key(resource_id: str) -> str:
     return f"{_ENTRY_PREFIX}{resource_id.replace(':', '=')}"
 
 
+async def provision_state_bucket(js: JetStreamContext, replicas: int) -> KeyValue:
+    """The evaluator's bucket: created if missing (file storage, one value per key, atomic batches).
+
+    Run by the evaluator on every connection and by the admin's provisioning: once the bucket is
+    there, this only reads it (the evaluator's NATS identity may not create or change it).
+    """
+    config = KeyValueConfig(
+        bucket=BUCKET,
+        description="alert-evaluator: pending and firing alerts, checkpoint, lease",
+        history=1,
+        storage=StorageType.FILE,
+        replicas=replicas,
+    )
+    # Once created, the bucket's stream differs from a fresh KeyValueConfig (atomic batches
+    # are on), so an existing bucket is opened, not "created" again.
+    kv = await ensure_key_value(js, config)
+    await enable_atomic_batches(js, f"KV_{BUCKET}")
+    return kv
+
+
 class AlertStateStore:
     def __init__(self, connection: NatsConnection, replicas: int) -> None:
         self._connection = connection
@@ -107,21 +128,7 @@ class AlertStateStore:
 
     async def open(self) -> KeyValue:
         """Create the bucket if needed (file storage, one value per key, atomic batches)."""
-        js = self._connection.jetstream()
-        config = KeyValueConfig(
-            bucket=BUCKET,
-            description="alert-evaluator: pending and firing alerts, checkpoint, lease",
-            history=1,
-            storage=StorageType.FILE,
-            replicas=self._replicas,
-        )
-        try:
-            # Once created, the bucket's stream differs from a fresh KeyValueConfig (atomic batches
-            # are on), so an existing bucket is opened, not "created" again.
-            self._kv = await js.key_value(BUCKET)
-        except BucketNotFoundError:
-            self._kv = await ensure_key_value(js, config)
-        await enable_atomic_batches(js, f"KV_{BUCKET}")
+        self._kv = await provision_state_bucket(self._connection.jetstream(), self._replicas)
         return self._kv
 
     async def load(self) -> StoredState:

@@ -53,6 +53,16 @@ def node_status_event(
     return parse_record(json.dumps(event).encode())
 
 
+def heartbeat_bucket_config(replicas: int) -> KeyValueConfig:
+    return KeyValueConfig(
+        bucket=HEARTBEAT_BUCKET,
+        description="Last heartbeat of each node; a key expires when its node falls silent",
+        history=1,
+        replicas=replicas,
+        limit_marker_ttl=_MARKER_TTL.total_seconds(),
+    )
+
+
 class Heartbeats:
     """Records heartbeats and turns silent nodes offline."""
 
@@ -73,16 +83,7 @@ class Heartbeats:
     async def open(self, js: JetStreamContext) -> None:
         """Create or bind the bucket and (re)start watching it; run on every (re)connection."""
         self._js = js
-        self._kv = await ensure_key_value(
-            js,
-            KeyValueConfig(
-                bucket=HEARTBEAT_BUCKET,
-                description="Last heartbeat of each node; a key expires when its node falls silent",
-                history=1,
-                replicas=self._replicas,
-                limit_marker_ttl=_MARKER_TTL.total_seconds(),
-            ),
-        )
+        self._kv = await ensure_key_value(js, heartbeat_bucket_config(self._replicas))
         await self.close()
         watcher = await self._kv.watchall()
         self._watch = asyncio.create_task(self._follow(watcher), name="heartbeat-watch")

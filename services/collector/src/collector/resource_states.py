@@ -144,6 +144,15 @@ class TransitionResult:
 StatePredicate = Callable[[str | None], bool]
 
 
+def state_bucket_config(replicas: int) -> KeyValueConfig:
+    return KeyValueConfig(
+        bucket=STATE_BUCKET,
+        description="Current state of each node, pipeline and container",
+        history=1,
+        replicas=replicas,
+    )
+
+
 class ResourceStates:
     """The bucket of current states, and the one way to change a state: `apply` a status event."""
 
@@ -157,15 +166,7 @@ class ResourceStates:
     async def open(self, js: JetStreamContext) -> None:
         """Create or bind the bucket; run on every (re)connection."""
         self._js = js
-        self._kv = await ensure_key_value(
-            js,
-            KeyValueConfig(
-                bucket=STATE_BUCKET,
-                description="Current state of each node, pipeline and container",
-                history=1,
-                replicas=self._replicas,
-            ),
-        )
+        self._kv = await ensure_key_value(js, state_bucket_config(self._replicas))
 
     @property
     def connected(self) -> bool:

@@ -1,0 +1,171 @@
+"""NATS locked down: one identity per service, each refused everything beyond its rights, and
+every service working with only its own (against a real nats-server with the generated identities)."""
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from nats.aio.client import Client
+from nats.errors import Error as NatsError
+
+from alert_evaluator.app import create_app as create_evaluator
+from alert_evaluator.settings import EvaluatorSettings
+from collector.app import create_app as create_collector
+from collector.settings import CollectorSettings
+from eh_devtools.nats_identities import PRODUCER, producer
+from eh_devtools.nats_server import NatsServer
+from eh_devtools.provisioning import provision_all
+from eh_devtools.pytest_plugin import serving
+from eh_devtools.sse_client import next_event, read_sse
+from eh_runtime.connection import inbox_prefix_for
+from eh_runtime.settings import NatsSettings, StreamSettings
+from sse_edge.app import create_app as create_edge
+from sse_edge.settings import EdgeSettings
+
+pytestmark = [pytest.mark.nats, pytest.mark.own_server]
+
+CI = producer("ci", ["pipeline_status"])
+VIOLATION = "permissions violation"
+
+
+@pytest.fixture
+async def locked(tmp_path: Path) -> AsyncIterator[NatsServer]:
+    """A server with the service identities and two producers, provisioned by the admin."""
+    server = NatsServer(store_dir=tmp_path / "js", producers=(PRODUCER, CI))
+    server.start()
+    try:
+        await provision_all(server.url, StreamSettings())
+        yield server
+    finally:
+        server.stop()
+
+
+class Session:
+    """One identity's connection, with the server's asynchronous errors collected."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+        self.client = Client()
+
+    async def connect(self, server: NatsServer, name: str) -> "Session":
+        async def on_error(error: Exception) -> None:
+            self.errors.append(str(error).lower())
+
+        await self.client.connect(
+            server.url_for(name),
+            inbox_prefix=inbox_prefix_for(name),
+            error_cb=on_error,
+            allow_reconnect=False,
+        )
+        return self
+
+    async def refused(self, action) -> None:
+        """`action` fails, and the server said it was a permissions violation."""
+        self.errors.clear()
+        with contextlib.suppress(NatsError, TimeoutError, asyncio.TimeoutError):
+            await action()
+            await self.client.flush(1)
+        for _ in range(40):
+            if any(VIOLATION in error for error in self.errors):
+                return
+            await asyncio.sleep(0.025)
+        pytest.fail(f"no permissions violation; errors: {self.errors}")
+
+
+@contextlib.asynccontextmanager
+async def session(server: NatsServer, name: str) -> AsyncIterator[Session]:
+    s = await Session().connect(server, name)
+    try:
+        yield s
+    finally:
+        await s.client.close()
+
+
+async def test_an_anonymous_client_is_refused(locked):
+    for url in (locked.anonymous_url, locked.anonymous_url.replace("://", "://collector:wrong@")):
+        client = Client()
+        try:
+            with pytest.raises(NatsError, match=r"(?i)authorization"):
+                await client.connect(url, allow_reconnect=False, max_reconnect_attempts=0)
+        finally:
+            await client.close()
+
+
+async def test_only_the_admin_creates_changes_or_deletes_streams_and_buckets(locked):
+    for name in ("collector", "sse-edge", "alert-evaluator", "producer"):
+        async with session(locked, name) as s:
+            js = s.client.jetstream(timeout=0.5)
+            await s.refused(lambda js=js: js.delete_stream("EVENTS"))
+            await s.refused(lambda js=js: js.delete_key_value("resource_states"))
+            await s.refused(lambda js=js: js.purge_stream("EVENTS"))
+            await s.refused(lambda js=js: js.add_stream(name="ROGUE", subjects=["rogue.>"]))
+    async with session(locked, "admin") as admin:
+        assert (await admin.client.jetstream().stream_info("EVENTS")).config.name == "EVENTS"
+
+
+async def test_only_the_collector_and_the_evaluator_write_events(locked):
+    for name in ("sse-edge", "producer", "ci"):
+        async with session(locked, name) as s:
+            await s.refused(lambda c=s.client: c.publish("events.node_status.node-1", b"{}"))
+    async with session(locked, "alert-evaluator") as s:
+        await s.refused(lambda: s.client.publish("events.node_status.node-1", b"{}"))
+        s.errors.clear()
+        await s.client.publish("events.system_log.alert-evaluator", b"{}")  # its own types: allowed
+        await s.client.flush(1)
+        assert not any(VIOLATION in e for e in s.errors)
+
+
+async def test_nobody_answers_or_overhears_ingestion_but_the_collector(locked):
+    async with session(locked, "producer") as s:
+        await s.refused(lambda: s.client.subscribe("ingest.>", queue="collector"))
+        await s.refused(lambda: s.client.subscribe("_INBOX.>"))
+        await s.refused(lambda: s.client.subscribe("_INBOX_collector.>"))
+        await s.refused(lambda: s.client.subscribe("events.>"))
+    for name in ("sse-edge", "alert-evaluator"):
+        async with session(locked, name) as s:
+            await s.refused(lambda c=s.client: c.subscribe("ingest.>", queue="collector"))
+            await s.refused(lambda c=s.client: c.subscribe("_INBOX.>"))
+    async with session(locked, "ci") as s:
+        # A producer requests only its own types.
+        await s.refused(lambda: s.client.publish("ingest.node_status.node-1", b"{}"))
+
+
+async def test_the_evaluators_lease_and_consumer_are_its_own(locked):
+    for name in ("collector", "sse-edge", "producer"):
+        async with session(locked, name) as s:
+            await s.refused(lambda c=s.client: c.publish("$KV.ALERT_EVALUATOR.lease", b"x"))
+    async with session(locked, "sse-edge") as s:
+        await s.refused(lambda: s.client.publish("$JS.API.CONSUMER.DELETE.EVENTS.alert-evaluator", b""))
+
+
+async def test_every_service_works_with_only_its_own_rights(locked, tmp_path):
+    def nats_for(name: str) -> NatsSettings:
+        return NatsSettings(url=locked.url_for(name), reconnect_wait=0.05, request_timeout=2)
+
+    collector = create_collector(CollectorSettings(nats=nats_for("collector")))
+    edge = create_edge(EdgeSettings(nats=nats_for("sse-edge")))
+    evaluator = create_evaluator(EvaluatorSettings(nats=nats_for("alert-evaluator")))
+    async with (
+        serving(collector) as collector_http,
+        serving(edge) as edge_http,
+        serving(evaluator) as evaluator_http,
+    ):
+        assert (await evaluator_http.get("/readyz")).status_code == 200
+        assert (await collector_http.post("/api/v1/nodes/node-1/heartbeat", json={})).status_code == 202
+        async with edge_http.stream("GET", "/api/v1/events", params={"type": "pipeline_status"}) as response:
+            messages = read_sse(response)
+            assert (await asyncio.wait_for(next_event(messages), 5)).event == "stream.ready"
+            assert (await asyncio.wait_for(next_event(messages), 5)).event == "stream.caught_up"
+            async with session(locked, "ci") as ci:
+                body = {"data": {"new_status": "running"}}
+                reply = await ci.client.request(
+                    "ingest.pipeline_status.ci-1", json.dumps(body).encode(), timeout=5
+                )
+            assert json.loads(reply.data)["status"] == "stored"
+            delivered = await asyncio.wait_for(next_event(messages), 5)
+        assert delivered.json()["resource_id"] == "ci-1"
+        listing = await collector_http.get("/api/v1/resources/node")
+        assert [r["id"] for r in listing.json()["resources"]] == ["node-1"]
