@@ -4,6 +4,8 @@ every service working with only its own (against a real nats-server with the gen
 import asyncio
 import contextlib
 import json
+import os
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -169,3 +171,42 @@ async def test_every_service_works_with_only_its_own_rights(locked, tmp_path):
         assert delivered.json()["resource_id"] == "ci-1"
         listing = await collector_http.get("/api/v1/resources/node")
         assert [r["id"] for r in listing.json()["resources"]] == ["node-1"]
+
+
+async def test_provisioning_runs_as_the_admin_and_only_as_the_admin(tmp_path):
+    """`python -m collector provision` / `python -m alert_evaluator provision`, as deployments run them."""
+    server = NatsServer(store_dir=tmp_path / "js")
+    server.start()
+    try:
+        assert server.credentials is not None
+
+        async def provision(module: str, identity: str) -> int:
+            environment = {
+                "PATH": os.environ["PATH"],
+                "AUTH_MODE": "none",
+                "NATS_URL": server.anonymous_url,
+                "NATS_USER": identity,
+                "NATS_PASSWORD": server.credentials.passwords[identity],
+                "NATS_REQUEST_TIMEOUT": "1s",
+            }
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", module, "provision", env=environment,
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            )  # fmt: skip
+            try:
+                return await asyncio.wait_for(process.wait(), 60)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+                return -1
+
+        assert await provision("collector", "collector") != 0
+        assert await provision("collector", "admin") == 0
+        assert await provision("alert_evaluator", "admin") == 0
+        async with session(server, "admin") as admin:
+            js = admin.client.jetstream()
+            assert (await js.stream_info("EVENTS")).config.name == "EVENTS"
+            for bucket in ("resource_states", "node_heartbeats", "ALERT_EVALUATOR"):
+                assert (await js.key_value(bucket)).__class__.__name__ == "KeyValue"
+    finally:
+        server.stop()

@@ -24,6 +24,7 @@ from eh_devtools.manifests import (
     render_kustomization,
     selector_matches,
 )
+from eh_devtools.nats_identities import authorization_block
 
 OVERLAYS = ("dev", "prod")
 # The oldest Kubernetes the manifests promise to work on (docs/operations/kubernetes.md), and the
@@ -113,8 +114,11 @@ def test_every_variable_set_is_one_the_service_reads(overlay, services):
         environment, _ = effective_settings(pod, objects, services)
         unread = set(environment) - services[name].variables()
         assert unread == set(), f"{name} sets variables nothing reads: {sorted(unread)}"
-        # prod: the URL carries the NATS password, so it comes from a Secret.
-        assert environment["NATS_URL"] == (VALUE_FROM_CLUSTER if overlay[0] == "prod" else "nats://nats:4222")
+        assert environment["NATS_URL"] == "nats://nats:4222"
+        if overlay[0] == "prod":
+            # prod: each service is its own NATS identity, its password from a Secret.
+            assert environment["NATS_USER"] == name
+            assert environment["NATS_PASSWORD"] == VALUE_FROM_CLUSTER
 
 
 def test_every_container_is_hardened_and_has_resources(overlay, services):
@@ -293,4 +297,10 @@ def test_secrets_are_referenced_never_committed_and_documented(overlay, kubernet
             f"the Kubernetes docs do not say how to create the Secret {secret}"
         )
     if name == "prod":
-        assert referenced_secrets(objects) >= {"nats-client"}
+        assert referenced_secrets(objects) >= {"nats-identities"}
+
+
+def test_the_prod_nats_permissions_are_the_tested_ones(repo_root):
+    """The permission table the tests run against a real server is the one prod deploys."""
+    config = (repo_root / "k8s/overlays/prod/nats.conf").read_text(encoding="utf-8")
+    assert authorization_block() in config

@@ -2,6 +2,10 @@
 in COLLECTOR_WORKERS processes (default 1).
 
 `python -m collector agent`: run the host agent (AGENT_* variables) against a collector.
+
+`python -m collector provision`: create or update the EVENTS stream and the collector's buckets,
+as the NATS admin identity (NATS_USER/NATS_PASSWORD of the admin), then exit; the collector's own
+identity may use them but not create them.
 """
 
 import argparse
@@ -31,11 +35,24 @@ def parser() -> argparse.ArgumentParser:
         epilog=environment_help(AgentSettings),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    commands.add_parser(
+        "provision",
+        help="as the NATS admin: create or update the EVENTS stream and the collector's buckets, then exit",
+        epilog=environment_help(CollectorSettings),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     return collector
 
 
 def main() -> None:
     arguments = parser().parse_args()
+    if arguments.command == "provision":
+        from collector.provisioning import provision_as_admin
+
+        collector_settings = load_settings(CollectorSettings)
+        configure_logging("collector-provision", collector_settings.logging)
+        asyncio.run(provision_as_admin(collector_settings))
+        return
     if arguments.command == "agent":
         from collector.agent.runner import run_agent
 

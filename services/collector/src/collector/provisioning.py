@@ -15,7 +15,10 @@ from typing import Final
 import structlog
 from nats.js.errors import NotFoundError
 
+from collector.settings import CollectorSettings
 from eh_runtime.connection import NatsConnection
+from eh_runtime.kv import ensure_key_value
+from eh_runtime.stream import EVENTS_STREAM, ensure_events_stream
 
 log = structlog.get_logger(__name__)
 
@@ -80,6 +83,25 @@ class Provisioning:
             except NotFoundError:
                 missing.append(stream)
         return missing
+
+
+async def provision_as_admin(settings: CollectorSettings) -> None:
+    """What the collector owns, created or brought in line with the settings, with the NATS admin's
+    rights (`python -m collector provision`, before the collectors start)."""
+    from collector.heartbeats import heartbeat_bucket_config
+    from collector.resource_states import state_bucket_config
+
+    connection = NatsConnection(settings.nats, "provision")
+    connection.start()
+    try:
+        await connection.wait_ready(settings.nats.connect_timeout.total_seconds() * 10)
+        js = connection.jetstream()
+        info = await ensure_events_stream(js, settings.stream)
+        await ensure_key_value(js, state_bucket_config(settings.stream.replicas))
+        await ensure_key_value(js, heartbeat_bucket_config(settings.stream.replicas))
+        log.info("provisioned", stream=EVENTS_STREAM, events=info.state.messages)
+    finally:
+        await connection.close()
 
 
 def bucket_stream(bucket: str) -> str:
