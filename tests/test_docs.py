@@ -107,6 +107,7 @@ def free_ports(count: int) -> list[int]:
 class Stack:
     ports: dict[str, int]
     log: Path
+    data_dir: Path
 
     def localize(self, text: str) -> str:
         """The docs' `localhost:8000` as this stack's address."""
@@ -156,7 +157,7 @@ def stack(tmp_path_factory, request) -> Iterator[Stack]:
     try:
         assert process.poll() is None, log.read_text()
         _wait_for_the_agent(ports["collector"])
-        yield Stack(ports, log)
+        yield Stack(ports, log, directory / "data")
     finally:
         _stop(process)
 
@@ -259,7 +260,11 @@ def _mismatch(example: Example, actual: str) -> str:
 @pytest.mark.slow
 @pytest.mark.parametrize("page", PAGES_WITH_EXAMPLES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_the_examples_run_as_written(page: Path, stack: Stack, tmp_path: Path):
-    env = _clean_environment() | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = _clean_environment() | {
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        # Where this stack keeps its NATS identities (the examples that speak NATS read them).
+        "DATA_DIR": str(stack.data_dir),
+    }
     last_output: str | None = None
     backgrounds: list[Background] = []
     try:

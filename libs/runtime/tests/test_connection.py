@@ -103,3 +103,10 @@ async def test_close_drains_messages_already_received(nats_server, nc):
     gate.set()
     await asyncio.wait_for(closing, 10)
     assert len(handled) == 200
+
+
+def test_credentials_in_urls_never_reach_a_log_line():
+    from eh_runtime.connection import without_credentials
+
+    urls = "nats://collector:s3cret@10.0.0.1:4222,tls://admin:x@nats-1:4222,nats://plain:4222"
+    assert without_credentials(urls) == "nats://10.0.0.1:4222,tls://nats-1:4222,nats://plain:4222"

@@ -10,6 +10,8 @@ server resolves from its environment (Kubernetes and Compose take them from Secr
   publish no event and subscribe to no event subject.
 - alert-evaluator: publishes only `events.system_alert.>` and `events.system_log.>`, uses its
   durable consumer `alert-evaluator` (acks through `allow_responses`) and its bucket.
+- reader: for services and scripts that read events over NATS (live `events.>` subscriptions and
+  consumers of their own on EVENTS, acks through `allow_responses`); it cannot write anything.
 - producer: may only request `ingest.<type>.<resource>` for its types (all types for the generic
   identity of `make run`); it can neither answer requests nor read anyone's replies.
 - admin: everything; the only identity that creates, changes or deletes streams and buckets.
@@ -117,6 +119,13 @@ SERVICE_IDENTITIES: Final = (
 )
 ADMIN: Final = "admin"
 PRODUCER: Final = producer("producer")
+READER: Final = Identity(
+    "reader",
+    publish=[*_stream_reads(EVENTS), f"$JS.API.CONSUMER.DURABLE.CREATE.{EVENTS}.>"],
+    subscribe=["events.>"],
+    allow_responses=True,
+    deny_publish=_EVALUATOR_CONSUMER_API,
+)
 
 
 @dataclass
@@ -145,7 +154,7 @@ class Credentials:
 
 
 def all_identities(producers: Sequence[Identity] = (PRODUCER,)) -> list[Identity]:
-    return [*SERVICE_IDENTITIES, *producers]
+    return [*SERVICE_IDENTITIES, READER, *producers]
 
 
 def authorization_block(

@@ -8,9 +8,11 @@ retried with backoff until they succeed, because a restarted server may have los
 
 import asyncio
 import contextlib
+import re
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import nats
 import structlog
@@ -29,6 +31,7 @@ NATS_DISCONNECTS = Counter("eventhandler_nats_disconnects", "Times the connectio
 NATS_RECONNECTS = Counter("eventhandler_nats_reconnects", "Times the connection to NATS was re-established.")
 
 _HOOK_RETRY_MAX_SECONDS = 30.0
+_CREDENTIALS = re.compile(r"://[^@/,]*@")
 
 
 class NatsConnection:
@@ -86,7 +89,9 @@ class NatsConnection:
             options["user"] = self.settings.user
             options["password"] = self.settings.password.get_secret_value() if self.settings.password else ""
         # Replies come back on subjects only this service's identity may subscribe to (NATS permissions).
-        options["inbox_prefix"] = self.settings.inbox_prefix or inbox_prefix_for(self.name)
+        options["inbox_prefix"] = self.settings.inbox_prefix or inbox_prefix_for(
+            self.settings.user or _user_in(self.settings.servers) or self.name
+        )
         if self.settings.tls_ca or self.settings.tls_cert:
             options["tls"] = client_tls_context(self.settings)
         await self.client.connect(**options)
@@ -126,7 +131,7 @@ class NatsConnection:
         NATS_CONNECTED.set(0)
         NATS_DISCONNECTS.inc()
         if not self.client.is_closed:
-            log.warning("nats disconnected, reconnecting", url=self.settings.url)
+            log.warning("nats disconnected, reconnecting", url=without_credentials(self.settings.url))
 
     async def _on_reconnected(self) -> None:
         NATS_CONNECTED.set(1)
@@ -137,7 +142,7 @@ class NatsConnection:
 
     async def _on_error(self, error: Exception) -> None:
         self.last_error = f"{type(error).__name__}: {error}"
-        log.warning("nats error", error=self.last_error, url=self.settings.url)
+        log.warning("nats error", error=self.last_error, url=without_credentials(self.settings.url))
 
     async def close(self, timeout: float = 10.0) -> None:
         """Drain subscriptions and pending publishes, then close; give up after `timeout` seconds."""
@@ -159,9 +164,20 @@ class NatsConnection:
             NATS_CONNECTED.set(0)
 
 
-def inbox_prefix_for(service: str) -> str:
-    """`_INBOX_<service>`: the reply subjects a service's NATS identity is allowed to receive."""
-    return f"_INBOX_{service}"
+def inbox_prefix_for(identity: str) -> str:
+    """`_INBOX_<identity>`: the reply subjects a NATS identity is allowed to receive."""
+    return f"_INBOX_{identity}"
+
+
+def without_credentials(urls: str) -> str:
+    """NATS URL(s) for a log line: `user:password@` removed."""
+    return _CREDENTIALS.sub("://", urls)
+
+
+def _user_in(servers: list[str]) -> str | None:
+    """The user named in the first server URL (`nats://user:password@host`), if any."""
+    parsed = urlsplit(servers[0]) if servers else None
+    return parsed.username if parsed is not None else None
 
 
 def client_tls_context(settings: NatsSettings) -> ssl.SSLContext:

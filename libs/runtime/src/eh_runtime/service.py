@@ -21,7 +21,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from eh_contracts.envelope import field_path
 from eh_runtime.auth.requests import QUERY_PARAMETER, Authenticator, authenticate, require_operator
-from eh_runtime.connection import ConnectHook, NatsConnection
+from eh_runtime.connection import ConnectHook, NatsConnection, without_credentials
 from eh_runtime.event_publisher import StoreUnavailable
 from eh_runtime.metrics import metrics_response
 from eh_runtime.request_context import INTERNAL_ERROR, UNAVAILABLE, RequestContextMiddleware, error_body
@@ -100,7 +100,11 @@ class Service:
         return [] if self.authenticator.enabled else [AUTH_OFF_WARNING]
 
     async def _nats_connected(self) -> str | None:
-        return None if self.nats.is_connected else f"not connected to {self.settings.nats.url}"
+        return (
+            None
+            if self.nats.is_connected
+            else f"not connected to {without_credentials(self.settings.nats.url)}"
+        )
 
     async def _startup_done(self) -> str | None:
         if self.nats.hooks_done:
@@ -131,7 +135,9 @@ class Service:
 
         @contextlib.asynccontextmanager
         async def service_lifespan(app: FastAPI) -> AsyncIterator[None]:
-            log.info("starting", nats_url=self.settings.nats.url, port=self.settings.port)
+            log.info(
+                "starting", nats_url=without_credentials(self.settings.nats.url), port=self.settings.port
+            )
             for warning in self.warnings:
                 log.warning(warning)
             self.nats.start()
