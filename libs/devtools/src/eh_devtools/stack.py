@@ -154,7 +154,9 @@ class Stack:
         ]
         if self.nats is not None and self.nats.credentials is not None:
             identities = self.nats.store_dir.parent / f"{self.nats.store_dir.name}.identities.json"
-            lines.append(f"  NATS identities  {identities} (one per service, a reader, a producer, the admin)")
+            lines.append(
+                f"  NATS identities  {identities} (one per service, a reader, a producer, the admin)"
+            )
         if self.nats is not None and self.nats.monitor_url:
             lines.append(f"  NATS monitoring  {self.nats.monitor_url}")
         if self.environ.get("AUTH_MODE", "none") == "none":

@@ -31,7 +31,7 @@ from eh_contracts.envelope import EventEnvelope
 from eh_contracts.event_types import EventType
 from eh_contracts.stored_events import ENVELOPE_HEADER, ENVELOPE_HEADER_LINE, ENVELOPE_VERSION
 from eh_contracts.subjects import SUBJECT_ROOT, event_subject
-from eh_runtime.connection import NatsConnection
+from eh_runtime.connection import NatsConnection, without_credentials
 from eh_runtime.jetstream import (
     ATOMIC_BATCH_MAX,
     ERR_BATCH_DISABLED,
@@ -177,7 +177,9 @@ class EventPublisher:
             StoreUnavailable: when not connected to NATS at all; nothing was sent.
         """
         if not self._connection.is_connected:
-            raise StoreUnavailable(f"not connected to NATS at {self._connection.settings.url}")
+            raise StoreUnavailable(
+                f"not connected to NATS at {without_credentials(self._connection.settings.url)}"
+            )
         results: list[StoreResult] = []
         with PUBLISH_SECONDS.time():
             # One chunk after the other, so that a request's events are stored in its order;
