@@ -135,6 +135,7 @@ async def collector_http(
         "COLLECTOR_PORT": str(port),
         "COLLECTOR_HOST": "127.0.0.1",
         "LOG_LEVEL": "warning",
+        "AUTH_MODE": "none",  # the data path is measured, not token checks
         "COLLECTOR_WORKERS": str(workers),
     }
     process = subprocess.Popen([sys.executable, "-m", "collector"], env=env)  # noqa: ASYNC220

@@ -250,6 +250,7 @@ class Run:
                 "SSE_EDGE_HOST": "127.0.0.1",
                 "SSE_EDGE_PORT": str(port),
                 "LOG_LEVEL": "warning",
+                "AUTH_MODE": "none",  # the data path is measured, not token checks
                 **self.edge_env,
                 **(extra_env or {}),
             }

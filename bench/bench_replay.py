@@ -30,6 +30,7 @@ import httpx
 import nats
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
+from eh_contracts.stored_events import ENVELOPE_HEADER
 from eh_devtools.nats_server import NatsServer, die_with_parent
 from eh_runtime.settings import StreamSettings
 from eh_runtime.stream import EVENTS_STREAM, ensure_events_stream
@@ -58,7 +59,11 @@ async def fill(url: str, count: int) -> None:
     for i in range(count):
         resource = i % RESOURCES
         batch.append(
-            await js.publish_async(f"events.node_metrics.node-{resource}", PAYLOAD % (b"e%d" % i, resource))
+            await js.publish_async(
+                f"events.node_metrics.node-{resource}",
+                PAYLOAD % (b"e%d" % i, resource),
+                headers={"Nats-Msg-Id": f"e{i}", ENVELOPE_HEADER: "1"},  # stored as the collector does
+            )
         )
         if len(batch) == 10_000:
             await asyncio.gather(*batch)
@@ -153,7 +158,13 @@ async def jetstream_round_trip(url: str, rounds: int = 50) -> float:
 
 def start_edge(nats_url: str) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
-    env = {**os.environ, "NATS_URL": nats_url, "SSE_EDGE_PORT": str(port), "LOG_LEVEL": "warning"}
+    env = {
+        **os.environ,
+        "NATS_URL": nats_url,
+        "SSE_EDGE_PORT": str(port),
+        "LOG_LEVEL": "warning",
+        "AUTH_MODE": "none",
+    }
     process = subprocess.Popen([sys.executable, "-m", "sse_edge"], env=env, preexec_fn=die_with_parent)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

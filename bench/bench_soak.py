@@ -132,7 +132,12 @@ async def main() -> None:
             "    level: warning\n    category: resource\n    title: Hot\n    message: '{resource_id} hot'\n",
             encoding="utf-8",
         )
-        env = {"NATS_URL": server.url, "ALERT_EVALUATOR_RULES_FILE": str(rules), "LOG_LEVEL": "warning"}
+        env = {
+            "NATS_URL": server.url,
+            "ALERT_EVALUATOR_RULES_FILE": str(rules),
+            "LOG_LEVEL": "warning",
+            "AUTH_MODE": "none",
+        }
         services = {
             name: ServiceProcess(name, PREFIX[name], env, Path(tmp) / f"{name}.log").start()
             for name in SERVICES

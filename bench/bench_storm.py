@@ -161,6 +161,7 @@ def edge_server(run: Run, extra_env: dict[str, str]) -> Iterator[Server]:
         "SSE_EDGE_HOST": "127.0.0.1",
         "SSE_EDGE_PORT": str(port),
         "LOG_LEVEL": "warning",
+        "AUTH_MODE": "none",  # the data path is measured, not token checks
         **run.edge_env,
         **extra_env,
     }

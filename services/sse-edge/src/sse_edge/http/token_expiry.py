@@ -7,8 +7,8 @@ Last-Event-ID instead of retrying with the same token. One timer per stream, can
 
 import asyncio
 import time
-from datetime import UTC, datetime
 
+from eh_contracts.times import rfc3339_from_epoch
 from eh_runtime.auth.claims import Principal
 from sse_edge.http.sse_frames import control_frame
 from sse_edge.live.subscriber import Subscriber
@@ -25,12 +25,11 @@ def token_expiry(client: Subscriber, principal: Principal) -> asyncio.TimerHandl
 
 
 def _expire(client: Subscriber, expired_at: float) -> None:
-    moment = datetime.fromtimestamp(expired_at, UTC).isoformat().replace("+00:00", "Z")
     farewell = control_frame(
         "stream.token_expired",
         {
             "reason": "the token has expired; refresh it and reconnect with Last-Event-ID",
-            "expired_at": moment,
+            "expired_at": rfc3339_from_epoch(expired_at),
         },
     )
     client.close(TOKEN_EXPIRED, farewell)
