@@ -83,14 +83,19 @@ class Children:
         self.processes: list[subprocess.Popen[bytes]] = []
 
     def spawn(
-        self, args: list[str], env: dict[str, str] | None = None, stderr: Path | None = None
+        self,
+        args: list[str],
+        env: dict[str, str] | None = None,
+        stderr: Path | None = None,
+        stdout: Path | None = None,
     ) -> subprocess.Popen[bytes]:
         with contextlib.ExitStack() as files:
             process = subprocess.Popen(
                 [sys.executable, *args],
                 env={**os.environ, **(env or {})},
                 stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
+                # A server's log goes to a file: a pipe nobody reads stops the server once it is full.
+                stdout=files.enter_context(stdout.open("ab")) if stdout else subprocess.PIPE,
                 stderr=files.enter_context(stderr.open("ab")) if stderr else None,
                 preexec_fn=child_setup,
             )
@@ -221,6 +226,10 @@ class Run:
     memory_dir: Path | None = None
 
     @property
+    def edge_log(self) -> Path:
+        return self.workdir / "edge.log"
+
+    @property
     def baseline_log(self) -> Path:
         return self.workdir / "baseline.log"
 
@@ -258,11 +267,11 @@ class Run:
                 # The edge under tracemalloc (bench/edge_tracemalloc.py): snapshots on SIGUSR1.
                 self.memory_dir.mkdir(parents=True, exist_ok=True)
                 env["EDGE_TRACEMALLOC_DIR"] = str(self.memory_dir)
-                process = self.children.spawn([str(BENCH / "edge_tracemalloc.py")], env)
+                process = self.children.spawn([str(BENCH / "edge_tracemalloc.py")], env, stdout=self.edge_log)
             elif kind == "edge-asgi-send":
-                process = self.children.spawn([str(BENCH / "edge_asgi_send.py")], env)
+                process = self.children.spawn([str(BENCH / "edge_asgi_send.py")], env, stdout=self.edge_log)
             else:
-                process = self.children.spawn(["-m", "sse_edge"], env)
+                process = self.children.spawn(["-m", "sse_edge"], env, stdout=self.edge_log)
         elif kind == "baseline":
             # Consumers of a previous baseline linger for their inactive threshold (5 s), and
             # nats-server 2.15 allows 1,000 per stream: start with none.
