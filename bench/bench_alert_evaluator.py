@@ -37,7 +37,7 @@ from alert_evaluator.rules_file import parse_rules
 from alert_evaluator.settings import EvaluatorSettings
 from eh_devtools.nats_server import NatsServer
 from eh_runtime.connection import NatsConnection
-from eh_runtime.settings import NatsSettings, StreamSettings
+from eh_runtime.settings import AuthSettings, NatsSettings, StreamSettings
 from eh_runtime.stream import EVENTS_STREAM, ensure_events_stream
 
 NODES = 1000
@@ -149,6 +149,7 @@ async def evaluator(url: str, last_seq: int) -> tuple[float, dict[str, object]]:
         batch_size=BATCH,
         replica_id="bench",
         max_clock_skew=timedelta(hours=1),
+        auth=AuthSettings(mode="none"),  # the evaluation path is measured, not token checks
     )
     connection = NatsConnection(settings.nats, "bench-evaluator")
     connection.start()
