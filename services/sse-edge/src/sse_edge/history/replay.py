@@ -23,11 +23,11 @@ already covered.
 """
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from sse_edge.history.jetstream_history import JetStreamBounds, JetStreamHistory
-from sse_edge.history.ordered_read import Burst
+from sse_edge.history.ordered_read import Burst, BurstSink
 from sse_edge.http.event_query import EventQuery
 from sse_edge.http.sse_frames import BurstFrames, control_frame, event_frame
 from sse_edge.live.recent_events import RecentEvents
@@ -120,6 +120,21 @@ class Replay:
 
     async def _read_range(self, client: Subscriber, start: int, end: int) -> int | None:
         """Every event of `start..end` the query keeps (time window, filter), straight to the client."""
+        return await self._deliver(
+            client, lambda sink: self.history.read_bursts(self.subjects, start, end, sink)
+        )
+
+    async def _read_snapshot(self, client: Subscriber, end: int) -> int | None:
+        """The latest event of every subject up to `end`, if the filter keeps it, to the client."""
+        return await self._deliver(
+            client, lambda sink: self.history.read_latest_bursts(self.subjects, end, sink)
+        )
+
+    async def _deliver(self, client: Subscriber, read: Callable[[BurstSink], Awaitable[int]]) -> int | None:
+        """Run `read` with a sink that keeps what the query selects and queues it for `client`.
+
+        Returns the last sequence queued, or None when nothing was.
+        """
         selection = self.query.selection
         frames = BurstFrames()
         last: str | None = None
@@ -136,26 +151,7 @@ class Replay:
             # Only a full client buffer makes the read wait; the common case costs no coroutine.
             return None if client.push_history_nowait(chunk) else client.push_history(chunk)
 
-        await self.history.read_bursts(self.subjects, start, end, sink)
-        return None if last is None else int(last)
-
-    async def _read_snapshot(self, client: Subscriber, end: int) -> int | None:
-        """The latest event of every subject up to `end`, if the filter keeps it, to the client."""
-        frames = BurstFrames()
-        last: str | None = None
-        selection = self.query.selection
-
-        def sink(burst: Burst) -> Awaitable[None] | None:
-            nonlocal last
-            if selection.bounded:
-                burst = [event for event in burst if selection.contains(event[2])]
-                if not burst:
-                    return None
-            last = burst[-1][0]
-            chunk = frames(burst)
-            return None if client.push_history_nowait(chunk) else client.push_history(chunk)
-
-        await self.history.read_latest_bursts(self.subjects, end, sink)
+        await read(sink)
         return None if last is None else int(last)
 
     async def _read_recent(self, client: Subscriber, recent: RecentEvents, after_seq: int) -> int | None:
