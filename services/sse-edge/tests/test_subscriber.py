@@ -1,6 +1,7 @@
 """Clients and their filter groups: holding, release, shared logs, coalescing, conflation, overflow."""
 
 import asyncio
+import gc
 
 import pytest
 
@@ -100,6 +101,22 @@ def test_clients_with_one_filter_share_one_log_and_one_joined_chunk():
     chunk_a, chunk_b = a.take()[0], b.take()[0]
     assert chunk_a == frame(1) + frame(2)
     assert chunk_a is chunk_b
+
+
+def test_a_group_log_holds_no_object_per_event_for_the_garbage_collector():
+    """Tracked objects per logged event made every young collection walk the logs (a 10-15 ms
+    pause of the edge at 10,000 events/s): the log is kept in columns."""
+    index, c = registered(max_bytes=10_000_000)
+    c.release(0)
+    gc.collect()
+    tracked_before = len(gc.get_objects())
+    live(index, *(event(seq, "node_metrics.n1") for seq in range(1, 10_001)))
+    assert c.group is not None
+    assert c.group.end == 10_000
+    assert len(gc.get_objects()) - tracked_before < 100
+    chunk, count, _ = c.take()
+    assert count == 10_000
+    assert chunk == b"".join(frame(seq) for seq in range(1, 10_001))
 
 
 def test_coalescing_keeps_order_across_wakeups():

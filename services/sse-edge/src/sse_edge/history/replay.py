@@ -163,18 +163,16 @@ class Replay:
         """
         selection = self.query.selection
         end = recent.last_seq
-        recents = list(recent.after(after_seq, self.query.filter))
-        if selection.bounded:
-            recents = [r for r in recents if selection.contains(r.payload)]
-        picked = [r.event for r in recents]
-        del recents
+        payload_selected = selection.contains if selection.bounded else None
+        picked = recent.select(after_seq, self.query.filter, payload_selected)
         self.bounds = JetStreamBounds(self.bounds.first_seq, end)
         RESUMES.labels("memory").inc()
-        for start in range(0, len(picked), _RECENT_BURST):
-            chunk = b"".join(event.frame for event in picked[start : start + _RECENT_BURST])
+        frames = picked.frames
+        for start in range(0, len(frames), _RECENT_BURST):
+            chunk = b"".join(frames[start : start + _RECENT_BURST])
             if not client.push_history_nowait(chunk):
                 await client.push_history(chunk)
-        return picked[-1].seq if picked else None
+        return picked.seqs[-1] if picked.seqs else None
 
     def _end_frame(self, reason: str, last_seq: int | None) -> bytes:
         return control_frame("stream.end", {"reason": reason, "last_seq": last_seq})
