@@ -2,10 +2,11 @@ import asyncio
 import socket
 
 import pytest
+from pydantic import ValidationError
 
 from eh_devtools.nats_server import NatsServer
 from eh_runtime.connection import NatsConnection
-from eh_runtime.settings import NatsSettings
+from eh_runtime.settings import NatsSettings, split_credentials
 
 pytestmark = pytest.mark.nats
 
@@ -110,3 +111,34 @@ def test_credentials_in_urls_never_reach_a_log_line():
 
     urls = "nats://collector:s3cret@10.0.0.1:4222,tls://admin:x@nats-1:4222,nats://plain:4222"
     assert without_credentials(urls) == "nats://10.0.0.1:4222,tls://nats-1:4222,nats://plain:4222"
+
+
+@pytest.mark.faults
+async def test_credentials_in_the_url_hold_on_a_server_the_cluster_announced(nats_cluster):
+    """NATS_URL names one server of a cluster; that server dies; the connection fails over to a
+    server it only learned from the cluster's INFO (a URL without credentials) and stays authorized."""
+    first, *_ = nats_cluster.servers
+    connection = NatsConnection(NatsSettings(url=first.url, reconnect_wait=0.05), "test")
+    connection.start()
+    await connection.wait_ready(timeout=10)
+    first.kill()
+    async with asyncio.timeout(15):
+        while not (connection.is_connected and connection.client.connected_url.port != first.port):
+            await asyncio.sleep(0.05)
+    await connection.client.flush(timeout=5)  # an unauthorized connection would be closed by now
+    assert connection.is_connected
+    await connection.close()
+
+
+def test_credentials_leave_the_urls_for_the_connection_options():
+    servers, user, password = split_credentials(
+        ["nats://svc:pw@a:4222", " nats://svc:pw@b:4222", "nats://c:4222"]
+    )
+    assert servers == ["nats://a:4222", "nats://b:4222", "nats://c:4222"]
+    assert (user, password) == ("svc", "pw")
+    assert split_credentials(["tls://a:4222"]) == (["tls://a:4222"], None, None)
+
+
+def test_urls_naming_two_identities_are_refused_when_the_settings_load():
+    with pytest.raises(ValidationError, match="one NATS identity"):
+        NatsSettings(url="nats://a:x@h1:4222,nats://b:y@h2:4222")

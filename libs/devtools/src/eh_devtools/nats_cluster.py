@@ -33,10 +33,9 @@ class NatsCluster:
                 cluster_name=name,
                 cluster_port=cluster_ports[i],
                 routes=[f"nats-route://127.0.0.1:{p}" for j, p in enumerate(cluster_ports) if j != i],
-                # The fault tests fail servers over under clients; the permission model is tested on
-                # single servers (tests/test_nats_permissions.py). With identities, nats-py leaves a
-                # socket unclosed when it fails over between servers (a ResourceWarning).
-                identities=False,
+                # One set of identities for the whole cluster, as in production: a client failing
+                # over to another server keeps its credentials.
+                identities_file=base_dir / "identities.json",
             )
             for i in range(size)
         ]

@@ -20,7 +20,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from prometheus_client import Counter, Gauge
 
-from eh_runtime.settings import NatsSettings
+from eh_runtime.settings import NatsSettings, split_credentials
 
 log = structlog.get_logger(__name__)
 
@@ -72,8 +72,9 @@ class NatsConnection:
         await asyncio.wait_for(self._hooks_done.wait(), timeout)
 
     async def _connect(self) -> None:
+        servers, url_user, url_password = split_credentials(self.settings.servers)
         options: dict[str, Any] = {
-            "servers": self.settings.servers,
+            "servers": servers,
             "name": self.name,
             "connect_timeout": self.settings.connect_timeout.total_seconds(),
             "reconnect_time_wait": self.settings.reconnect_wait.total_seconds(),
@@ -88,6 +89,9 @@ class NatsConnection:
         if self.settings.user:
             options["user"] = self.settings.user
             options["password"] = self.settings.password.get_secret_value() if self.settings.password else ""
+        elif url_user is not None:
+            options["user"] = url_user
+            options["password"] = url_password or ""
         # Replies come back on subjects only this service's identity may subscribe to (NATS permissions).
         options["inbox_prefix"] = self.settings.inbox_prefix or inbox_prefix_for(
             self.settings.user or _user_in(self.settings.servers) or self.name

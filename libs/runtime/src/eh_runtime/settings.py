@@ -8,6 +8,7 @@ import inspect
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import ByteSize, Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
@@ -62,9 +63,33 @@ class NatsSettings(BaseSettings):
         default=timedelta(seconds=5), description="How long to wait for a JetStream API reply or ack."
     )
 
+    @field_validator("url")
+    @classmethod
+    def _one_identity(cls, url: str) -> str:
+        split_credentials(url.split(","))
+        return url
+
     @property
     def servers(self) -> list[str]:
         return [url.strip() for url in self.url.split(",") if url.strip()]
+
+
+def split_credentials(servers: list[str]) -> tuple[list[str], str | None, str | None]:
+    """Server URLs without `user:password@`, and the user and password they carried.
+
+    nats-py authenticates with the credentials of the URL it dials, and falls back to the
+    connection's own `user`/`password` only for URLs without them. The servers a cluster announces
+    (`connect_urls` in its INFO) come without credentials, so credentials left inside the URLs would
+    make every failover to an announced server an authorization violation. A process has one
+    identity: URLs naming different users or passwords are refused.
+    """
+    parsed = [urlsplit(url.strip()) for url in servers]
+    identities = {(url.username, url.password) for url in parsed if url.username is not None}
+    if len(identities) > 1:
+        raise ValueError("the URLs carry different credentials; a process has one NATS identity")
+    user, password = next(iter(identities), (None, None))
+    bare = [url._replace(netloc=url.netloc.rpartition("@")[2]).geturl() for url in parsed]
+    return bare, user, password
 
 
 def _ttl(event_type: str) -> str:
