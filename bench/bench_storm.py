@@ -23,6 +23,7 @@ import contextlib
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -108,10 +109,16 @@ async def storm_client(spec: dict[str, Any]) -> None:
     await asyncio.gather(*(open_one(i, path) for i, path in enumerate(spec["paths"])))
     times: list[float] = []
     errors: dict[str, int] = {}
+    # One deadline for all: waiting `timeout` for each in turn would add up.
+    await asyncio.wait(futures, timeout=max(0.0, start + spec["timeout"] - time.monotonic()))
     for future in futures:
-        try:
-            times.append(await asyncio.wait_for(future, spec["timeout"]))
-        except (TimeoutError, Exception) as error:
+        if not future.done():
+            errors["TimeoutError"] = errors.get("TimeoutError", 0) + 1
+            continue
+        error = future.exception()
+        if error is None:
+            times.append(future.result())
+        else:
             kind = type(error).__name__ + (f": {error}" if str(error) else "")
             errors[kind[:60]] = errors.get(kind[:60], 0) + 1
     sys.stdout.write(json.dumps({"times": times, "errors": errors}) + "\n")
@@ -182,7 +189,15 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))] if ordered else float("nan")
 
 
-def storm(run: Run, window: str, clients: int, processes: int, behind: int, rate: float) -> dict[str, Any]:
+def storm(
+    run: Run,
+    window: str,
+    clients: int,
+    processes: int,
+    behind: int,
+    rate: float,
+    profile: Path | None = None,
+) -> dict[str, Any]:
     env = {"SSE_EDGE_RECENT_EVENTS_BYTES": "64MiB" if window == "on" else "0"}
     with edge_server(run, env) as server, run.publisher(rate):
         time.sleep(behind / rate + 2)  # the window fills with more than the storm asks for
@@ -213,9 +228,25 @@ def storm(run: Run, window: str, clients: int, processes: int, behind: int, rate
             await watcher
             return results
 
+        profiler = None
+        if profile is not None:
+            profile.mkdir(parents=True, exist_ok=True)
+            profiler = subprocess.Popen(
+                [
+                    str(Path(sys.executable).parent / "py-spy"),
+                    *("record", "--pid", str(server.process.pid), "--rate", "100", "--nonblocking"),
+                    *("--format", "raw", "-o", str(profile / f"storm-{window}.txt")),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                preexec_fn=child_setup,
+            )
         cpu_before = cpu_seconds(server.process.pid)
         results = asyncio.run(watch_while_waiting())
         cpu = cpu_seconds(server.process.pid) - cpu_before
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+            profiler.wait(30)
         resumes_after = metric(server.port, "eventhandler_edge_resumes_total")
         disconnects_after = metric(server.port, "eventhandler_nats_disconnects_total")
         for load in loads:
@@ -255,6 +286,12 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--windows", default="on,off")
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="record py-spy (raw collapsed stacks) of the edge during each storm into this folder; "
+        "the profiler takes CPU from the same cores, so read such a run's figures as a profile only",
+    )
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f}", flush=True)
     children = Children()
@@ -273,7 +310,7 @@ def main() -> None:
                 },
             )
             for window in args.windows.split(","):
-                row = storm(run, window, args.clients, args.processes, args.behind, args.rate)
+                row = storm(run, window, args.clients, args.processes, args.behind, args.rate, args.profile)
                 rows.append(row)
                 print("  " + json.dumps(row), flush=True)
     finally:
