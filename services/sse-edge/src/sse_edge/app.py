@@ -12,6 +12,7 @@ from eh_contracts.schemas import component_schemas
 from eh_runtime.connection import NatsConnection
 from eh_runtime.service import Service
 from sse_edge.history.jetstream_history import JetStreamHistory
+from sse_edge.history.replay_admission import ReplayAdmission
 from sse_edge.http.connection_limits import ConnectionLimits
 from sse_edge.http.dashboard_routes import mount_dashboard
 from sse_edge.http.detached_response import DetachedResponseMiddleware
@@ -35,7 +36,7 @@ def create_app(settings: EdgeSettings | None = None) -> FastAPI:
     service = Service(SERVICE_NAME, settings)
     index = FanoutIndex(int(settings.client_buffer_bytes))
     recent = RecentEvents(int(settings.recent_events_bytes))
-    feed = LiveFeed(index, recent)
+    feed = LiveFeed(index, recent, settings.recent_events_prefill)
 
     async def start_feed(connection: NatsConnection) -> None:
         await feed.start(connection)
@@ -102,7 +103,10 @@ def create_app(settings: EdgeSettings | None = None) -> FastAPI:
         max_per_principal=settings.max_connections_per_principal,
     )
     app.state.history = JetStreamHistory(
-        history_connection.client, history_connection.jetstream(), settings.max_concurrent_replays
+        history_connection.client,
+        history_connection.jetstream(),
+        ReplayAdmission(settings.replay_slots, settings.replay_starts_per_second),
+        int(settings.replay_pending_bytes),
     )
     app.state.live_feed = feed
     app.state.recent_events = recent

@@ -42,7 +42,24 @@ RESUMES = Counter(
 )
 HISTORY_READS_WAITING = Gauge(
     "eventhandler_edge_history_reads_waiting",
-    "JetStream history reads (replays, pages) waiting for one of SSE_EDGE_MAX_CONCURRENT_REPLAYS slots.",
+    "JetStream history reads (replays, pages) waiting for a slot or for their start (SSE_EDGE_"
+    "MAX_CONCURRENT_REPLAYS, SSE_EDGE_REPLAY_PENDING_TOTAL_BYTES, SSE_EDGE_REPLAY_STARTS_PER_SECOND).",
+)
+CONSUMERS_CREATED = Counter(
+    "eventhandler_edge_jetstream_consumers_created",
+    "JetStream consumers this edge created for history, by purpose: read (a replay, a snapshot, a "
+    "page) or probe (counting matches). Resumes from the window of recent events create none.",
+    ["purpose"],
+)
+REPLAY_PENDING_BYTES = Gauge(
+    "eventhandler_edge_replay_pending_bytes",
+    "Bytes JetStream delivered to history reads running now that they have not handed to their "
+    "clients' queues yet (each read holds at most SSE_EDGE_REPLAY_PENDING_BYTES).",
+)
+REPLAY_RETRIES = Counter(
+    "eventhandler_edge_replay_retries",
+    "Replays that met a NATS timeout or disconnect and went on from their last event after a pause, "
+    "instead of ending the stream.",
 )
 FEED_EVENTS = Counter("eventhandler_edge_feed_events", "Events received by this edge's live feed.")
 FEED_LAST_SEQ = Gauge(

@@ -33,11 +33,41 @@ class EdgeSettings(ServiceSettings):
         description="Memory for the most recent live events, from which resumes (Last-Event-ID) inside "
         "it are served without a JetStream consumer; 0 turns the window off.",
     )
+    recent_events_prefill: Duration = Field(
+        default=timedelta(seconds=60),
+        description="On start, the window of recent events is filled with the events stored this long "
+        "before (as far as its bytes allow), so that clients coming back from a restarted edge resume "
+        "from memory at once; 0 starts it empty.",
+    )
     max_concurrent_replays: int = Field(
         default=32,
         ge=1,
         description="Most JetStream consumers reading history at once (replays outside the window of "
-        "recent events, history pages); the others wait their turn.",
+        "recent events, history pages); the others wait their turn, as long as their client stays.",
+    )
+    replay_pending_bytes: ByteSize = Field(
+        default=ByteSize(4 * 2**20),
+        ge=2 * 2**20,
+        description="Most bytes one history read holds that JetStream sent and its client's queue has not "
+        "taken yet (JetStream's flow control keeps about 2 MB in flight per consumer, hence the minimum).",
+    )
+    replay_pending_total_bytes: ByteSize = Field(
+        default=ByteSize(128 * 2**20),
+        ge=2 * 2**20,
+        description="Most bytes all history reads together may hold that way: with "
+        "SSE_EDGE_REPLAY_PENDING_BYTES, how many read at once (fewer if SSE_EDGE_MAX_CONCURRENT_REPLAYS "
+        "says so); the others wait.",
+    )
+    replay_starts_per_second: float = Field(
+        default=200.0,
+        ge=0,
+        description="Most history reads started per second (each creates JetStream consumers); the others "
+        "wait their turn, so a reconnection storm reaches nats-server as a steady ramp. 0: no limit.",
+    )
+    replay_retry_for: Duration = Field(
+        default=timedelta(seconds=60),
+        description="How long a replay keeps retrying, from its last event, after NATS timeouts or a "
+        "disconnect before it ends the stream (the client then resumes with Last-Event-ID).",
     )
     max_rate: float = Field(
         default=0,
@@ -91,6 +121,12 @@ class EdgeSettings(ServiceSettings):
         default=timedelta(seconds=30),
         description="How far an event's own timestamp may lag its store time; widens time-range seeks.",
     )
+
+    @property
+    def replay_slots(self) -> int:
+        """History reads that may run at once: the pending-bytes budget, and the explicit cap."""
+        by_bytes = max(1, int(self.replay_pending_total_bytes) // int(self.replay_pending_bytes))
+        return min(self.max_concurrent_replays, by_bytes)
 
     @property
     def filter_limits(self) -> ExpressionLimits:

@@ -10,9 +10,10 @@
   are left out (`stored_message_check`).
 """
 
-import asyncio
+import contextlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final, NamedTuple
@@ -29,8 +30,9 @@ from eh_runtime.jetstream import delete_consumer_nowait
 from eh_runtime.stream import EVENTS_STREAM
 from sse_edge.event_selection import EventSelection
 from sse_edge.history.ordered_read import Burst, BurstSink, OrderedRead, StopReading
+from sse_edge.history.replay_admission import ReplayAdmission
 from sse_edge.history.sequence_search import locate_last_n
-from sse_edge.metrics import HISTORY_READS_WAITING
+from sse_edge.metrics import CONSUMERS_CREATED, REPLAY_PENDING_BYTES
 from sse_edge.stored_message_check import StoredMessageCheck
 from sse_edge.time_window import STORE_CLOCK_END, UNIX_EPOCH, TimeWindow, shifted
 
@@ -47,6 +49,8 @@ _PROBE_INACTIVE_SECONDS: Final = 10.0
 _READ_HEARTBEAT_SECONDS: Final = 2.0
 _NO_MESSAGE_STATUS: Final = "404"
 _STALL_CHECK_SECONDS: Final = 5.0
+# Set while a task holds an admission slot: the probes and reads of one page share it.
+_HOLDS_SLOT: ContextVar[bool] = ContextVar("holds_replay_slot", default=False)
 
 EventSink = Callable[[int, str, bytes], None]
 """Receives (stream sequence, subject, stored bytes) of each event read, in order; may raise
@@ -71,36 +75,69 @@ class JetStreamBounds:
     last_seq: int
 
 
+async def first_seq_stored_at(client: Client, moment: datetime) -> int | None:
+    """The first sequence of `EVENTS` stored at or after `moment` (a direct get), or None when
+    nothing was stored since."""
+    request = json.dumps({"start_time": rfc3339(moment)}).encode()
+    reply = await client.request(f"$JS.API.DIRECT.GET.{EVENTS_STREAM}", request, timeout=5)
+    headers = reply.headers or {}
+    if headers.get("Status") == _NO_MESSAGE_STATUS:
+        return None
+    sequence = headers.get("Nats-Sequence")
+    return int(sequence) if sequence else None
+
+
 class JetStreamHistory:
     """Read access to the `EVENTS` stream's history for one edge process.
 
-    At most `max_concurrent_reads` JetStream consumers read at once; later reads wait their turn
-    (`eventhandler_edge_history_reads_waiting`) instead of failing. A reconnection storm outside
-    the window of recent events thus becomes a queue of replays at the pace NATS and this process
-    sustain, not a burst that overruns the connection. The edge gives its history its own NATS
-    connection: were that one cut as a slow consumer, the live feed would not be.
+    Every read that creates JetStream consumers (a replay with its counting probe, a snapshot, the
+    probes and reads of a "last N" page) first takes a slot of `admission` (`ReplayAdmission`):
+    a bounded number at once, started at a bounded rate, the others waiting their turn instead of
+    failing. Each read holds at most `pending_bytes` that JetStream sent and the client's queue has
+    not taken yet (its subscription's limit; flow control keeps the server below it). A
+    reconnection storm outside the window of recent events thus becomes a queue of replays at the
+    pace NATS and this process sustain. The edge gives its history its own NATS connection: were
+    that one cut as a slow consumer, the live feed would not be.
     """
 
-    def __init__(self, client: Client, js: JetStreamContext, max_concurrent_reads: int = 32) -> None:
+    def __init__(
+        self,
+        client: Client,
+        js: JetStreamContext,
+        admission: ReplayAdmission | None = None,
+        pending_bytes: int = 4 * 2**20,
+    ) -> None:
         self._client = client
         self._js = js
         self._check = StoredMessageCheck("history")
-        self._reads = asyncio.Semaphore(max_concurrent_reads)
+        self.admission = admission if admission is not None else ReplayAdmission(32, 0)
+        self.pending_bytes = pending_bytes
+        self._reading: set[OrderedRead] = set()
+        REPLAY_PENDING_BYTES.set_function(self._pending_now)
 
-    async def _admitted(self, reading: OrderedRead) -> int:
-        """Run `reading` once a read slot is free."""
-        if self._reads.locked():
-            HISTORY_READS_WAITING.inc()
+    def _pending_now(self) -> float:
+        """Bytes JetStream delivered to the reads now running that they have not handed over yet."""
+        return float(sum(reading.pending_bytes for reading in self._reading))
+
+    @contextlib.asynccontextmanager
+    async def _admitted(self) -> AsyncIterator[None]:
+        """A slot of `admission` for the block; reentrant (a page's probes and its read share one)."""
+        if _HOLDS_SLOT.get():
+            yield
+            return
+        async with self.admission.admitted():
+            token = _HOLDS_SLOT.set(True)
             try:
-                await self._reads.acquire()
+                yield
             finally:
-                HISTORY_READS_WAITING.dec()
-        else:
-            await self._reads.acquire()
+                _HOLDS_SLOT.reset(token)
+
+    async def _run(self, reading: OrderedRead) -> int:
+        self._reading.add(reading)
         try:
             return await reading.run()
         finally:
-            self._reads.release()
+            self._reading.discard(reading)
 
     async def bounds(self) -> JetStreamBounds:
         """Where the stream begins and ends.
@@ -116,6 +153,7 @@ class JetStreamHistory:
 
     async def count_from(self, subjects: Sequence[str], seq: int) -> int:
         """Matching events stored at sequence `seq` or later."""
+        CONSUMERS_CREATED.labels("probe").inc()
         with PROBE_SECONDS.time():
             info = await self._js.add_consumer(
                 EVENTS_STREAM,
@@ -135,13 +173,7 @@ class JetStreamHistory:
 
     async def first_seq_stored_at(self, moment: datetime) -> int | None:
         """The first sequence stored at or after `moment`, or None when nothing was stored since."""
-        request = json.dumps({"start_time": rfc3339(moment)}).encode()
-        reply = await self._client.request(f"$JS.API.DIRECT.GET.{EVENTS_STREAM}", request, timeout=5)
-        headers = reply.headers or {}
-        if headers.get("Status") == _NO_MESSAGE_STATUS:
-            return None
-        sequence = headers.get("Nats-Sequence")
-        return int(sequence) if sequence else None
+        return await first_seq_stored_at(self._client, moment)
 
     async def read(self, subjects: Sequence[str], start_seq: int, end_seq: int, sink: EventSink) -> int:
         """Feed `sink` every matching event with sequence in `start_seq..end_seq`, in order.
@@ -165,11 +197,24 @@ class JetStreamHistory:
         """
         if end_seq < start_seq:
             return 0
-        # Counting from start_seq to the stream's end is exact even while events keep arriving
-        # (a count up to end_seq would race with them). Matches after end_seq stop the read.
-        if await self.count_from(subjects, start_seq) == 0:
-            return 0
-        reading = OrderedRead(
+        async with self._admitted():
+            # Counting from start_seq to the stream's end is exact even while events keep arriving
+            # (a count up to end_seq would race with them). Matches after end_seq stop the read.
+            if await self.count_from(subjects, start_seq) == 0:
+                return 0
+            return await self._run(self._reading_of(subjects, start_seq, end_seq, sink))
+
+    def _reading_of(
+        self,
+        subjects: Sequence[str],
+        start_seq: int,
+        end_seq: int,
+        sink: BurstSink,
+        *,
+        last_per_subject: bool = False,
+    ) -> OrderedRead:
+        CONSUMERS_CREATED.labels("read").inc()
+        return OrderedRead(
             self._client,
             self._js,
             subjects,
@@ -179,9 +224,10 @@ class JetStreamHistory:
             lambda seq: self.count_from(subjects, seq),
             heartbeat=_READ_HEARTBEAT_SECONDS,
             stall_check=_STALL_CHECK_SECONDS,
+            pending_bytes_limit=self.pending_bytes,
+            last_per_subject=last_per_subject,
             keep=self._check.sendable_burst,
         )
-        return await self._admitted(reading)
 
     async def read_latest_bursts(
         self, subjects: Sequence[str], end_seq: int, sink: BurstSink, *, after_seq: int = 0
@@ -196,20 +242,10 @@ class JetStreamHistory:
             return 0
         # No counting probe first: on a large stream it costs as much as the snapshot's start, and
         # the consumer says itself (its pending count) when nothing matches.
-        reading = OrderedRead(
-            self._client,
-            self._js,
-            subjects,
-            after_seq + 1,
-            end_seq,
-            sink,
-            lambda seq: self.count_from(subjects, seq),
-            heartbeat=_READ_HEARTBEAT_SECONDS,
-            stall_check=_STALL_CHECK_SECONDS,
-            last_per_subject=True,
-            keep=self._check.sendable_burst,
-        )
-        return await self._admitted(reading)
+        async with self._admitted():
+            return await self._run(
+                self._reading_of(subjects, after_seq + 1, end_seq, sink, last_per_subject=True)
+            )
 
     async def latest_per_subject(
         self,
@@ -289,6 +325,18 @@ class JetStreamHistory:
         so the search widens backwards until `n` are found or the range is exhausted.
         """
         kept: list[StoredEvent] = []
+        async with self._admitted():
+            return await self._latest(subjects, selection, low, high, n, kept)
+
+    async def _latest(
+        self,
+        subjects: Sequence[str],
+        selection: EventSelection,
+        low: int,
+        high: int,
+        n: int,
+        kept: list[StoredEvent],
+    ) -> list[StoredEvent]:
         while high >= low and len(kept) < n:
             beyond = await self.count_from(subjects, high + 1)
             start = await locate_last_n(

@@ -80,6 +80,7 @@ class OrderedRead:
         heartbeat: float = 2.0,
         stall_check: float = 5.0,
         pending_msgs_limit: int = 512 * 1024,
+        pending_bytes_limit: int = 4 * 2**20,
         last_per_subject: bool = False,
         keep: Callable[[list[Msg], Burst], Burst] | None = None,
     ) -> None:
@@ -92,6 +93,10 @@ class OrderedRead:
         self._heartbeat = heartbeat
         self._stall_check = stall_check
         self._pending_msgs_limit = pending_msgs_limit
+        # JetStream's flow control keeps about 2 MB in flight per consumer (nats-server 2.15): a
+        # limit above that never drops. Were it exceeded, the dropped deliveries are a gap, and the
+        # consumer is created anew after the last event handed over: exact, only slower.
+        self._pending_bytes_limit = pending_bytes_limit
         self._last_per_subject = last_per_subject
         self._skip_below = 0  # a snapshot's new consumer repeats what its predecessor delivered
         self._keep = keep
@@ -115,6 +120,12 @@ class OrderedRead:
         self._holding: asyncio.Future[None] | None = None
         self._active = False  # anything arrived since the last stall check
         self._restarting: asyncio.Task[None] | None = None
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes delivered by JetStream that this read has not handed to its sink yet."""
+        subscription = self._subscription
+        return subscription.pending_bytes if subscription is not None else 0
 
     async def run(self) -> int:
         """Read until the end of the range or of what the stream holds; returns events handed over."""
@@ -151,6 +162,7 @@ class OrderedRead:
             inbox,
             cb=functools.partial(self._on_message, generation=generation),
             pending_msgs_limit=self._pending_msgs_limit,
+            pending_bytes_limit=self._pending_bytes_limit,
         )
         policy = DeliverPolicy.BY_START_SEQUENCE
         start_seq: int | None = max(self.next_seq, 1)

@@ -224,7 +224,7 @@ async def subscribe_events(
         client,
         index,
         opening=opening,
-        replay=Replay(history, query, bounds, settings.time_skew, recent),
+        replay=Replay(history, query, bounds, settings.time_skew, recent, settings.replay_retry_for),
         encoding=_stream_encoding(request, settings),
         shutdown_retry_ms=(
             int(settings.retry.total_seconds() * 1000),

@@ -7,12 +7,13 @@ is not an event (unmarked by our writers and failing the check) is skipped: `sto
 """
 
 import contextlib
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 import structlog
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import DeliverPolicy
+from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from eh_contracts.event_types import EventKind, EventType
 from eh_contracts.stored_events import ENVELOPE_HEADER, ENVELOPE_VERSION
@@ -20,6 +21,7 @@ from eh_contracts.subjects import ALL_EVENTS_SUBJECT
 from eh_runtime.connection import NatsConnection
 from eh_runtime.jetstream import delivery_position
 from eh_runtime.stream import EVENTS_STREAM
+from sse_edge.history.jetstream_history import first_seq_stored_at
 from sse_edge.http.sse_frames import event_frame
 from sse_edge.live.fanout import FanoutIndex
 from sse_edge.live.filter_group import FramedEvent
@@ -35,9 +37,16 @@ CONFLATABLE_TYPES: Final = frozenset(t.value for t in EventType.of_kind(EventKin
 
 
 class LiveFeed:
-    def __init__(self, index: FanoutIndex, recent: RecentEvents | None = None) -> None:
+    def __init__(
+        self, index: FanoutIndex, recent: RecentEvents | None = None, prefill: timedelta = timedelta(0)
+    ) -> None:
         self._index = index
         self._recent = recent if recent is not None and recent.enabled else None
+        # Clients of a restarted edge come back with ids seconds old: a window that starts empty
+        # would send every one of them to JetStream. The feed starts that far back instead; what it
+        # receives before a client registered is below that client's floor, so only the window
+        # (and resumes from it) sees those events.
+        self._prefill = prefill if self._recent is not None else timedelta(0)
         self._subscribed = False
         self._subscription: JetStreamContext.PushSubscription | None = None
         self._check = StoredMessageCheck("live")
@@ -51,12 +60,22 @@ class LiveFeed:
         if self._subscribed:
             return
         js = connection.jetstream()
+        start = ConsumerConfig(deliver_policy=DeliverPolicy.NEW)
+        if self._prefill > timedelta(0):
+            # A start sequence, not a start time: nats-py recreates an ordered consumer by sequence
+            # and would keep a start time beside it, which the server refuses.
+            with contextlib.suppress(Exception):  # no prefill is no harm: the window starts empty
+                first = await first_seq_stored_at(connection.client, datetime.now(UTC) - self._prefill)
+                if first is not None:
+                    start = ConsumerConfig(
+                        deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=first
+                    )
         self._subscription = await js.subscribe(
             ALL_EVENTS_SUBJECT,
             stream=EVENTS_STREAM,
             cb=self._on_message,
+            config=start,
             ordered_consumer=True,
-            deliver_policy=DeliverPolicy.NEW,
             idle_heartbeat=2.0,
         )
         self._subscribed = True
