@@ -23,19 +23,33 @@ already covered.
 """
 
 import asyncio
+import functools
+import random
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import Final
+
+import structlog
+from nats.errors import ConnectionReconnectingError, NoRespondersError
+from nats.js.errors import ServiceUnavailableError
 
 from sse_edge.history.jetstream_history import JetStreamBounds, JetStreamHistory
 from sse_edge.history.ordered_read import Burst, BurstSink
 from sse_edge.http.event_query import EventQuery
 from sse_edge.http.sse_frames import BurstFrames, control_frame, event_frame
-from sse_edge.live.recent_events import RecentEvents
+from sse_edge.live.recent_events import RecentEvents, RecentSelection
 from sse_edge.live.subscriber import Subscriber
-from sse_edge.metrics import RESUMES
+from sse_edge.metrics import REPLAY_RETRIES, RESUMES
+
+log = structlog.get_logger(__name__)
 
 # Frames of a resume from memory queued per chunk: a client buffer's worth would be one big copy.
 _RECENT_BURST = 256
+# NATS trouble that passes: a request that timed out (nats-server or this process busy, a storm),
+# a reconnection under way, JetStream electing a leader. A replay goes on from its last event.
+_PASSING: Final = (TimeoutError, ConnectionReconnectingError, NoRespondersError, ServiceUnavailableError)
+_FIRST_PAUSE: Final = 0.25
+_LONGEST_PAUSE: Final = 5.0
 
 
 class Replay:
@@ -46,8 +60,11 @@ class Replay:
         bounds: JetStreamBounds,
         skew: timedelta,
         recent: RecentEvents | None = None,
+        retry_for: timedelta = timedelta(seconds=60),
     ) -> None:
         self.history = history
+        self.retry_for = retry_for.total_seconds()
+        self._last_queued: int | None = None  # the last event queued for the client
         self.recent = recent if recent is not None and recent.enabled else None
         self.query = query
         self.bounds = bounds
@@ -65,6 +82,40 @@ class Replay:
             and query.window.end is None
             and not query.snapshot
         )
+
+    def resume_from_memory_now(self, client: Subscriber) -> bool:
+        """Serve a resume from the window of recent events at once, without a task: the history
+        and `stream.caught_up` queued in one chunk, for the writer's first write. False (nothing
+        done) when the query needs more (a future end_time) or the history is more than a
+        client buffer (then the task queues it piece by piece as the writer takes it)."""
+        query, recent = self.query, self.recent
+        if (
+            query.resume_after is None
+            or recent is None
+            or not recent.covers(query.resume_after)
+            or query.window.end is not None
+            or query.window.start is not None
+        ):
+            return False
+        end = recent.last_seq
+        picked = self._pick_recent(recent, query.resume_after)
+        if not picked.frames:
+            chunk = b""
+        else:
+            chunk = b"".join(picked.frames)
+            if len(chunk) > client.max_bytes:
+                return False
+        self.bounds = JetStreamBounds(self.bounds.first_seq, end)
+        RESUMES.labels("memory").inc()
+        if chunk:
+            client.push_history_nowait(chunk)
+        self.go_live(client)
+        return True
+
+    def _pick_recent(self, recent: RecentEvents, after_seq: int) -> RecentSelection:
+        """The window's events after `after_seq` that the query selects (filters, expression)."""
+        selection = self.query.selection
+        return recent.select(after_seq, self.query.filter, selection.contains if selection.bounded else None)
 
     def go_live(self, client: Subscriber) -> None:
         client.release(
@@ -119,10 +170,31 @@ class Replay:
         return None
 
     async def _read_range(self, client: Subscriber, start: int, end: int) -> int | None:
-        """Every event of `start..end` the query keeps (time window, filter), straight to the client."""
-        return await self._deliver(
-            client, lambda sink: self.history.read_bursts(self.subjects, start, end, sink)
-        )
+        """Every event of `start..end` the query keeps (time window, filter), straight to the client.
+
+        A read that fails on passing NATS trouble (`_PASSING`) is tried again after a pause, from the
+        event after the last one queued, for up to `retry_for`: the stream stays open and exact.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = 0.0
+        pause = _FIRST_PAUSE
+        progress: int | None = None
+        while True:
+            try:
+                read = functools.partial(self.history.read_bursts, self.subjects, start, end)
+                await self._deliver(client, read)
+                return self._last_queued
+            except _PASSING as error:
+                if not deadline or self._last_queued != progress:  # trouble anew: a fresh allowance
+                    deadline, pause, progress = loop.time() + self.retry_for, _FIRST_PAUSE, self._last_queued
+                if loop.time() + pause > deadline:
+                    raise
+                REPLAY_RETRIES.inc()
+                if self._last_queued is not None:
+                    start = self._last_queued + 1
+                log.info("replay waits for NATS, then goes on", next_seq=start, error=repr(error))
+                await asyncio.sleep(pause * (0.5 + random.random()))  # noqa: S311 - jitter
+                pause = min(pause * 2, _LONGEST_PAUSE)
 
     async def _read_snapshot(self, client: Subscriber, end: int) -> int | None:
         """The latest event of every subject up to `end`, if the filter keeps it, to the client."""
@@ -137,22 +209,20 @@ class Replay:
         """
         selection = self.query.selection
         frames = BurstFrames()
-        last: str | None = None
 
         def sink(burst: Burst) -> Awaitable[None] | None:
             # Once per burst of events, not per event: one chunk for the client's queue.
-            nonlocal last
             if selection.bounded:
                 burst = [event for event in burst if selection.contains(event[2])]
                 if not burst:
                     return None
-            last = burst[-1][0]
+            self._last_queued = int(burst[-1][0])
             chunk = frames(burst)
             # Only a full client buffer makes the read wait; the common case costs no coroutine.
             return None if client.push_history_nowait(chunk) else client.push_history(chunk)
 
         await read(sink)
-        return None if last is None else int(last)
+        return self._last_queued
 
     async def _read_recent(self, client: Subscriber, recent: RecentEvents, after_seq: int) -> int | None:
         """Everything the query selects after `after_seq`, from the window of recent events.
@@ -161,10 +231,8 @@ class Replay:
         at that end (`go_live`), whatever the stream held when the client came, so that the live
         feed delivers exactly what follows.
         """
-        selection = self.query.selection
         end = recent.last_seq
-        payload_selected = selection.contains if selection.bounded else None
-        picked = recent.select(after_seq, self.query.filter, payload_selected)
+        picked = self._pick_recent(recent, after_seq)
         self.bounds = JetStreamBounds(self.bounds.first_seq, end)
         RESUMES.labels("memory").inc()
         frames = picked.frames

@@ -111,6 +111,8 @@ class SseResponse(Response):
         replay = None
         if plan is not None and plan.live_only:
             plan.go_live(client)
+        elif plan is not None and plan.resume_from_memory_now(client):
+            pass  # the history and stream.caught_up are queued: they go out with the opening
         elif plan is not None:
             replay = asyncio.create_task(self._run_replay(plan))
         del plan
@@ -118,10 +120,13 @@ class SseResponse(Response):
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             if transport is not None and transport.engage():
                 self._direct = transport
+            # The opening and whatever is ready already (a resume from memory: all of its history)
+            # in one write.
             opening, self.opening = self.opening, b""
-            await self._write(send, opening)
-            WRITES.record(len(opening), 0, 0.0)
-            del opening
+            ready, count, oldest = client.take()
+            await self._write(send, opening + ready)
+            WRITES.record(len(opening) + len(ready), count, oldest)
+            del opening, ready
             await self._pump(send)
         except asyncio.CancelledError:
             if client.close_reason != "send_timeout":

@@ -126,6 +126,11 @@ class Subscriber:
         return self._window
 
     @property
+    def max_bytes(self) -> int:
+        """The client's buffer: most bytes queued for it."""
+        return self._max_bytes
+
+    @property
     def peer(self) -> str:
         return self._peer
 
