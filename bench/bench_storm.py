@@ -132,7 +132,7 @@ async def storm_client(spec: dict[str, Any]) -> None:
 
 
 def metric(port: int, name: str) -> dict[str, float]:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+    with socket.create_connection(("127.0.0.1", port), timeout=120) as sock:  # a busy edge answers late
         sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
         body = b""
         while chunk := sock.recv(1 << 16):
@@ -204,6 +204,8 @@ def storm(
         last_seq, consumers_before = asyncio.run(stream_state(run.nats_url))
         resumes_before = metric(server.port, "eventhandler_edge_resumes_total")
         disconnects_before = metric(server.port, "eventhandler_nats_disconnects_total")
+        writes_before = metric(server.port, "eventhandler_edge_writes_total")
+        created_before = metric(server.port, "eventhandler_edge_jetstream_consumers_created_total")
         start_at = time.time() + 1.0
         paths = [f"/api/v1/events?resource_id=node-{i % 100}" for i in range(clients)]
         loads = []
@@ -242,13 +244,17 @@ def storm(
                 preexec_fn=child_setup,
             )
         cpu_before = cpu_seconds(server.process.pid)
+        wall_before = time.monotonic()
         results = asyncio.run(watch_while_waiting())
         cpu = cpu_seconds(server.process.pid) - cpu_before
+        wall = time.monotonic() - wall_before
         if profiler is not None:
             profiler.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
             profiler.wait(30)
         resumes_after = metric(server.port, "eventhandler_edge_resumes_total")
         disconnects_after = metric(server.port, "eventhandler_nats_disconnects_total")
+        writes_after = metric(server.port, "eventhandler_edge_writes_total")
+        created_after = metric(server.port, "eventhandler_edge_jetstream_consumers_created_total")
         for load in loads:
             tell(load, "stop")
             run.children.stop(load)
@@ -268,8 +274,14 @@ def storm(
         "all_live_s": max(times) if len(times) == clients else None,
         "consumers_max_during_storm": max(seen, default=0) - consumers_before,
         "resumes": {key: resumes_after.get(key, 0) - resumes_before.get(key, 0) for key in resumes_after},
+        "consumers_created": {
+            key: created_after.get(key, 0) - created_before.get(key, 0) for key in created_after
+        },
         "nats_disconnects": sum(disconnects_after.values()) - sum(disconnects_before.values()),
         "edge_cpu_s": cpu,
+        "storm_wall_s": wall,
+        # Every write to a client (the storm's and the live events' after it): what the CPU went to.
+        "edge_writes": sum(writes_after.values()) - sum(writes_before.values()),
     }
 
 
