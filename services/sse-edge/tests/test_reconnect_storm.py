@@ -19,7 +19,7 @@ from eh_runtime.stream import EVENTS_STREAM
 from sse_edge.app import create_app
 from sse_edge.history.jetstream_history import JetStreamHistory
 from sse_edge.live.recent_events import RecentEvents
-from sse_edge.metrics import CONSUMERS_CREATED, FEED_LAST_SEQ, HISTORY_READS_WAITING, RESUMES
+from sse_edge.metrics import CONSUMERS_CREATED, EVENTS_REREAD, FEED_LAST_SEQ, HISTORY_READS_WAITING, RESUMES
 
 pytestmark = pytest.mark.nats
 
@@ -61,6 +61,23 @@ async def resume(client, params: dict[str, str], after: int) -> tuple[list[int],
                         return ids, controls
                 else:
                     ids.append(int(message.id))
+
+
+async def resume_until(client, params: dict[str, str], after: int, count: int) -> tuple[list[int], list[str]]:
+    """(event ids, control events) until `count` events came, history and live."""
+    ids: list[int] = []
+    controls: list[str] = []
+    headers = {"Last-Event-ID": str(after)}
+    async with client.stream("GET", "/api/v1/events", params=params, headers=headers) as response:
+        messages = read_sse(response)
+        async with asyncio.timeout(30):
+            while len(ids) < count:
+                message = await next_event(messages)
+                if message.event.startswith("stream."):
+                    controls.append(message.event)
+                else:
+                    ids.append(int(message.id))
+    return ids, controls
 
 
 async def caught_up(recent: RecentEvents, seq: int) -> None:
@@ -218,3 +235,45 @@ async def test_a_stalled_clients_replay_holds_bounded_memory_and_stays_exact(
             sock.close()
     ids = [int(seq) for seq in re.findall(rb"^id: (\d+)$", _dechunked(bytes(raw)), re.MULTILINE)]
     assert ids == stored
+
+
+async def test_a_replay_waiting_its_turn_outlives_more_live_events_than_its_buffer(
+    nats_url, events_stream, js, edge_settings
+):
+    """Live events pile up for a stream whose replay waits for a slot: beyond the client's buffer
+    they are dropped and read again from JetStream after the history, not an overflow."""
+    app: FastAPI = create_app(
+        edge_settings(
+            nats_url, recent_events_bytes=0, client_buffer_bytes=64 * 1024, max_concurrent_replays=1
+        )
+    )
+    async with serving(app) as edge:
+        history: JetStreamHistory = app.state.history
+        stored = await store_bulk(js, [event(n, message_bytes=3000) for n in range(3000)])
+        async with asyncio.timeout(20):
+            while FEED_LAST_SEQ._value.get() < stored[-1]:
+                await asyncio.sleep(0.05)
+        loop = asyncio.get_running_loop()
+        stalled = socket.socket()
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stalled.setblocking(False)
+        await loop.sock_connect(stalled, ("127.0.0.1", edge.base_url.port))
+        request = f"GET /api/v1/events HTTP/1.1\r\nHost: t\r\nLast-Event-ID: {stored[0]}\r\n\r\n"
+        await loop.sock_sendall(stalled, request.encode())
+        async with asyncio.timeout(10):  # the stalled client holds the one slot
+            while history.admission.in_use == 0:
+                await asyncio.sleep(0.02)
+        # Its history (node_metrics after stored[0]) is empty, but it takes a slot to find out.
+        waiting = asyncio.create_task(resume_until(edge, {"type": "node_metrics"}, stored[0], 400))
+        async with asyncio.timeout(10):
+            while HISTORY_READS_WAITING._value.get() < 1:
+                await asyncio.sleep(0.02)
+        reread_before = EVENTS_REREAD._value.get()
+        live = await store_bulk(js, [event(10_000 + n) for n in range(400)])  # ~400 KB, 6 buffers
+        await asyncio.sleep(1)
+        assert not waiting.done()
+        stalled.close()  # its slot frees
+        ids, controls = await asyncio.wait_for(waiting, 30)
+        assert EVENTS_REREAD._value.get() > reread_before  # live events were dropped and read again
+    assert ids == live
+    assert controls == ["stream.ready", "stream.caught_up"]

@@ -24,6 +24,11 @@ EVENTS_CONFLATED = Counter(
     "eventhandler_edge_events_conflated",
     "Metrics events dropped for a slow client because a newer one of the same resource replaced them.",
 )
+EVENTS_REREAD = Counter(
+    "eventhandler_edge_events_reread",
+    "Live events dropped for a stream whose replay still held it (waiting its turn, say) when they "
+    "passed its buffer, and read again from JetStream after its history instead of an overflow.",
+)
 EVENTS_OVERFLOWED = Counter(
     "eventhandler_edge_events_overflowed",
     "Events queued for clients cut off with stream.overflow; they resume them from Last-Event-ID.",

@@ -124,15 +124,27 @@ class Replay:
 
     async def __call__(self, client: Subscriber) -> None:
         query = self.query
+        client.defer_live()
         last_read = await self._replay(client)
         if query.ends_by(datetime.now(UTC)):
             client.close("end", self._end_frame("end_time is in the past: bounded query", last_read))
             return
+        last_read = await self._read_deferred(client, last_read)
         self.go_live(client)
         if query.window.end is not None:
             delay = (query.window.end - datetime.now(UTC)).total_seconds()
             await asyncio.sleep(max(0.0, delay))
             client.close("end", self._end_frame("end_time reached", None))
+
+    async def _read_deferred(self, client: Subscriber, last_read: int | None) -> int | None:
+        """The live events dropped while the replay held the stream (`Subscriber.defer_live`), read
+        from JetStream after the history; the hand-over to live moves past them."""
+        while (deferred := client.take_deferred()) > self.bounds.last_seq:
+            start = self.bounds.last_seq + 1
+            self.bounds = JetStreamBounds(self.bounds.first_seq, deferred)
+            read = await self._read_range(client, start, deferred)
+            last_read = read if read is not None else last_read
+        return last_read
 
     async def _replay(self, client: Subscriber) -> int | None:
         """Push the history frames; returns the sequence of the last event pushed, if any."""

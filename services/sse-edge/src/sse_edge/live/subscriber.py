@@ -27,7 +27,7 @@ from eh_contracts.expressions import CompiledExpression
 from eh_contracts.subjects import SubjectFilter
 from sse_edge.live.filter_group import FilterGroup, FramedEvent
 from sse_edge.live.wakeup import Wakeup
-from sse_edge.metrics import EVENTS_CONFLATED, EVENTS_OVERFLOWED
+from sse_edge.metrics import EVENTS_CONFLATED, EVENTS_OVERFLOWED, EVENTS_REREAD
 from sse_edge.time_window import TimeWindow
 
 _NOTHING: tuple[bytes, int, float] = (b"", 0, 0.0)
@@ -44,6 +44,8 @@ class Subscriber:
         "_backlog_bytes",
         "_close_reason",
         "_conflate_live",
+        "_deferred_through",
+        "_defers_live",
         "_expression",
         "_farewell",
         "_filter",
@@ -84,6 +86,8 @@ class Subscriber:
         self.owner = owner
         """Who may change it: the principal that opened it; None without authentication."""
         self._conflate_live = False
+        self._defers_live = False
+        self._deferred_through = 0
         self._window = window if window is not None and window.bounded else None
         self._max_bytes = max_bytes
         self._peer = peer
@@ -247,6 +251,17 @@ class Subscriber:
             self._history_room.clear()
             await self._history_room.wait()
 
+    def defer_live(self) -> None:
+        """While the replay holds the stream, live events more than a buffer behind are dropped
+        instead of closing it with overflow; the replay reads them again from JetStream
+        (`take_deferred`). For a replay that waits its turn in a storm, at any event rate."""
+        self._defers_live = True
+
+    def take_deferred(self) -> int:
+        """The last sequence of live events dropped while holding (0: none); forgets it."""
+        deferred, self._deferred_through = self._deferred_through, 0
+        return deferred
+
     def release(self, after_seq: int, marker: bytes = b"") -> None:
         """End the replay: `marker` follows the history, then live frames after `after_seq`."""
         self._floor = after_seq
@@ -356,6 +371,14 @@ class Subscriber:
     def spill(self, group: FilterGroup) -> None:
         """More than a buffer behind: conflate metrics into the backlog, or close with overflow."""
         behind = self._backlog + [event for event in group.events_from(self._pos) if event.seq > self._floor]
+        if self._holding and self._defers_live and self._close_reason is None:
+            if behind:
+                self._deferred_through = max(self._deferred_through, behind[-1].seq)
+                EVENTS_REREAD.inc(len(behind))
+            self._backlog = []
+            self._backlog_bytes = 0
+            self._pos = group.end
+            return
         kept = conflated(behind)
         kept_bytes = sum(len(event.frame) for event in kept)
         if kept_bytes > self._max_bytes:
