@@ -251,13 +251,15 @@ def storm(
         if profiler is not None:
             profiler.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
             profiler.wait(30)
+        # The clients go before the metrics are read: an edge writing to 10,000 live streams may
+        # not get to a scrape for minutes.
+        for load in loads:
+            tell(load, "stop")
+            run.children.stop(load)
         resumes_after = metric(server.port, "eventhandler_edge_resumes_total")
         disconnects_after = metric(server.port, "eventhandler_nats_disconnects_total")
         writes_after = metric(server.port, "eventhandler_edge_writes_total")
         created_after = metric(server.port, "eventhandler_edge_jetstream_consumers_created_total")
-        for load in loads:
-            tell(load, "stop")
-            run.children.stop(load)
     times = [t for result in results for t in result["times"]]
     errors: dict[str, int] = {}
     for result in results:
