@@ -1,8 +1,9 @@
-"""The compiled closures agree with a plain reference interpretation on generated events.
+"""The generated functions agree with a plain reference interpretation on generated events.
 
 The reference walks the tree the obvious way (every operand evaluated, no fast paths, no fused
-reads), so any shortcut the compiler takes is checked against it. Where the `cel` binding is
-installed, expressions within CEL's own typing rules are checked against real CEL too.
+reads, no shared prefixes, no hoisting), so any shortcut the code generator takes is checked
+against it. Where the `cel` binding is installed, expressions within CEL's own typing rules are
+checked against real CEL too.
 """
 
 import json
@@ -13,7 +14,14 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from eh_contracts.expressions import ExpressionError, compile_expression, envelope_scope, parse_expression
+from eh_contracts.expressions import (
+    ExpressionError,
+    ExpressionLimits,
+    compile_expression,
+    compile_value,
+    envelope_scope,
+    parse_expression,
+)
 from eh_contracts.expressions.field_types import FieldType, Kind
 from eh_contracts.expressions.syntax import (
     Binary,
@@ -115,9 +123,12 @@ def reference(node: Node, root: dict[str, Any]) -> Any:
         return ERR
     if node.op == "/" and right == 0:
         return ERR
-    return {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv}[node.op](
-        left, right
-    )
+    try:
+        return {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv}[node.op](
+            left, right
+        )
+    except OverflowError:  # an integer too large for a float meets a float
+        return ERR
 
 
 def answer(value: Any) -> bool | None:
@@ -128,7 +139,7 @@ def answer(value: Any) -> bool | None:
 
 scalars = st.one_of(
     st.integers(-3, 3),
-    st.sampled_from([0.5, 90.0, 95.5, -1.0, 1e300]),
+    st.sampled_from([0.5, 90.0, 95.5, -1.0, 1e300, 10**400]),
     st.sampled_from(["warning", "critical", "info", "node-1", "n", "", "resource"]),
     st.booleans(),
     st.none(),
@@ -160,32 +171,51 @@ def events(draw: st.DrawFn) -> dict[str, Any]:
 # --- generated expressions -------------------------------------------------------------------
 
 FIELDS = ["data.cpu.usage", "data.cpu.cores", "data.level", "data.category", "resource_id", "data.context.n"]
-literals = st.sampled_from(
-    ['"warning"', '"critical"', '"node-1"', '""', "90", "95.5", "0", "-1", "true", "null"]
-)
+LITERALS = ['"warning"', '"critical"', '"node-1"', '""', "90", "95.5", "0", "-1", "true", "null", "1e999"]
 numbers = st.sampled_from(["data.cpu.usage", "data.cpu.cores", "data.context.n", "2", "0", "0.5"])
 
 
+# Mostly constants a field can meet (so that most expressions type-check), sometimes any.
+FITTING = {
+    "data.cpu.usage": ["90", "95.5", "0", "-1", "1e999"],
+    "data.cpu.cores": ["90", "0", "-1"],
+    "data.level": ['"warning"', '"critical"'],
+    "data.category": ['"resource"', '""', '"n"'],
+    "resource_id": ['"node-1"', '""', '"n"', '"resource"'],
+    "data.context.n": LITERALS,
+}
+
+
 @st.composite
-def atoms(draw: st.DrawFn) -> str:
-    field = draw(st.sampled_from(FIELDS))
-    kind = draw(st.integers(0, 5))
+def constants(draw: st.DrawFn, field: str) -> str:
+    return draw(st.sampled_from(FITTING[field] if draw(st.integers(0, 4)) else LITERALS))
+
+
+@st.composite
+def atoms(draw: st.DrawFn, field: str | None = None) -> str:
+    """A comparison, `in`, `has`, string test, arithmetic or constant; on `field` when given."""
+    kind = draw(st.integers(0, 6) if field is None else st.sampled_from([0, 1, 3]))
+    field = field or draw(st.sampled_from(FIELDS))
     if kind == 0:
-        return f"{field} {draw(st.sampled_from(['==', '!=', '<', '<=', '>', '>=']))} {draw(literals)}"
+        op = draw(st.sampled_from(["==", "!=", "<", "<=", ">", ">="]))
+        return f"{field} {op} {draw(constants(field))}"
     if kind == 1:
-        return f"{field} in [{', '.join(draw(st.lists(literals, max_size=3)))}]"
+        return f"{field} in [{', '.join(draw(st.lists(constants(field), max_size=3)))}]"
     if kind == 2:
         return f"has({draw(st.sampled_from(['data.cpu', 'data.cpu.usage', 'data.context.n', 'data.gpu']))})"
     if kind == 3:
         method = draw(st.sampled_from(["startsWith", "endsWith", "contains"]))
-        argument = draw(st.sampled_from(['"n"', '""', "data.level"]))
+        argument = draw(st.sampled_from(['"n"', '""', "data.category"]))
         return f"{field}.{method}({argument})"
     if kind == 4:
         op = draw(st.sampled_from(["+", "-", "*", "/"]))
         return (
             f"{draw(numbers)} {op} {draw(numbers)} {draw(st.sampled_from(['>', '==', '<=']))} {draw(numbers)}"
         )
-    return draw(st.sampled_from(["true", "false", "data.context.n", f"-{draw(numbers)} < 0"]))
+    if kind == 5:  # two fields, or the constant first
+        op = draw(st.sampled_from(["==", "!=", "<", ">="]))
+        return f"{draw(st.sampled_from([*FIELDS, *LITERALS]))} {op} {draw(st.sampled_from(FIELDS))}"
+    return draw(st.sampled_from(["true", "false", "data.context.n", f"-{draw(numbers)} < 0", "null == null"]))
 
 
 expressions = st.recursive(
@@ -209,7 +239,79 @@ def test_compiled_filters_agree_with_the_reference(text, event_list):
         return
     tree = parse_expression(text)
     for event in event_list:
+        assert compiled.evaluate(event) is answer(reference(tree, event)), (text, event, compiled.source)
+
+
+@st.composite
+def shared_reads(draw: st.DrawFn) -> str:
+    """`(a && b) || c` and its kin, b and c reading the same field: c must read it itself when
+    a decided the inner operator and b was never evaluated."""
+    field = draw(st.sampled_from(FIELDS))
+    inner, outer = draw(st.sampled_from(["&&", "||"])), draw(st.sampled_from(["&&", "||"]))
+    negated = "!" if draw(st.booleans()) else ""
+    nested = f"{negated}({draw(atoms())} {inner} {draw(atoms(field))})"
+    other = draw(atoms(field))
+    return f"{nested} {outer} {other}" if draw(st.booleans()) else f"{other} {outer} {nested}"
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=shared_reads(), event_list=st.lists(events(), min_size=1, max_size=4))
+def test_short_circuits_never_leave_a_later_read_without_its_value(text, event_list):
+    try:
+        compiled = compile_expression(text, SCOPE)
+    except ExpressionError:
+        assume(False)
+        return
+    tree = parse_expression(text)
+    for event in event_list:
+        assert compiled.evaluate(event) is answer(reference(tree, event)), (text, event, compiled.source)
+
+
+DEEP = ExpressionLimits(max_length=100_000, max_depth=100)
+
+
+def compiles(text: str) -> bool:
+    try:
+        compile_expression(text, SCOPE)
+    except ExpressionError:
+        return False
+    return True
+
+
+@st.composite
+def deep_expressions(draw: st.DrawFn) -> str:
+    """`&&` and `||` nested 18 to 30 deep (past where the generator moves a subtree into a
+    function of its own), with `!` and atoms at every level."""
+    valid_atoms = atoms().filter(compiles)
+    text = f"({draw(valid_atoms)})"
+    for _ in range(draw(st.integers(18, 30))):
+        op = draw(st.sampled_from(["&&", "||"]))
+        text = f"({draw(valid_atoms)} {op} {'!' if draw(st.booleans()) else ''}{text})"
+    return text
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=deep_expressions(), event_list=st.lists(events(), min_size=1, max_size=4))
+def test_deeply_nested_filters_agree_with_the_reference(text, event_list):
+    compiled = compile_expression(text, SCOPE, limits=DEEP)
+    assert "def f" in compiled.source  # a subtree hoisted into a function of its own
+    tree = parse_expression(text, DEEP)
+    for event in event_list:
         assert compiled.evaluate(event) is answer(reference(tree, event)), (text, event)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    text=st.tuples(numbers, st.sampled_from(["+", "-", "*", "/"]), numbers).map(" ".join),
+    negate=st.booleans(),
+    event=events(),
+)
+def test_computed_values_agree_with_the_reference(text, negate, event):
+    """What an alert shows (`{value}`): the value, None where the reference has an error."""
+    tree = parse_expression(f"-({text})" if negate else text)
+    value, _kind = compile_value(tree, SCOPE)
+    expected = reference(tree, event)
+    assert value(event) == (None if expected is ERR else expected), (text, event)
 
 
 cel = pytest.importorskip("cel")

@@ -79,6 +79,21 @@ def test_malformed_values_are_errors_not_matches():
     assert evaluate("data.context.s > 1", log) is None
     assert evaluate('data.context.n in ["1", true, 1.0]', log) is True
     assert evaluate('data.context.flag in [1, "x"]', log) is False
+    assert evaluate("data.context.flag in [true, 2]", log) is True
+    assert evaluate("data.context.n in [true, 2]", log) is False  # 1 is not true
+    assert evaluate("data.context.nothing in [true, null]", log) is None
+
+
+def test_literals_are_values_in_the_generated_code_never_code():
+    text = r"""data.message == "\"); import os; (\"" || data.message.startsWith('\u0027')"""
+    compiled = compile_expression(text, ALL)
+    assert compiled.evaluate({"data": {"message": '"); import os; ("'}}) is True
+    assert compiled.evaluate({"data": {"message": "'quoted'"}}) is True
+    assert compiled.evaluate({"data": {"message": "x"}}) is False
+    # Numbers Python cannot print as a literal are constants: infinity, a 30-digit integer.
+    huge = compile_expression("data.cpu.usage < 1e999 && data.cpu.usage < " + "9" * 30, ALL)
+    assert huge.evaluate(METRICS) is True
+    assert huge.evaluate({"data": {"cpu": {"usage": 10**31}}}) is False
 
 
 def test_every_seed_example_can_be_filtered_on_its_own_fields():

@@ -1,8 +1,9 @@
 """One expression language for stream filters, history queries and alert conditions.
 
 A strict subset of CEL (the Common Expression Language of Kubernetes and Envoy), parsed and
-type-checked once against the event models and compiled to Python closures: see `syntax` for
-the grammar and its bounds, `field_types` for what names mean, `compiler` for the semantics.
+type-checked once against the event models and compiled to one Python function each: see
+`syntax` for the grammar and its bounds, `field_types` for what names mean, `compiler` for the
+semantics and the checks, `codegen` for the function.
 """
 
 from eh_contracts.expressions.compiler import CompiledExpression, compile_expression, compile_value

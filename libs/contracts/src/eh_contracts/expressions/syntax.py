@@ -6,7 +6,7 @@
 
 Precedence, loosest first, as in CEL: `||`, `&&`, relations (`== != < <= > >= in`), `+ -`,
 `* /`, unary `! -`, then member access and calls. Nothing here knows about events: `field_types`
-says what a name holds and `compiler` turns a checked tree into closures.
+says what a name holds, `compiler` checks a tree and `codegen` writes it out as a function.
 
 Every input is bounded before it can cost anything: its length, the depth of its tree and the
 size of each list literal, each with its own error naming the column.
