@@ -96,6 +96,50 @@ async def test_a_stream_needs_a_token_and_stays_inside_its_claim(nats_url, js, e
         ]
 
 
+async def served(client, path: str, params: dict, headers: dict) -> tuple[int, list[tuple[str, str, str]]]:
+    """What `path` answers: its status and, when 200, the events it serves, whether it is the
+    stream (replayed from the start) or the history page."""
+    if path == "/api/v1/events/history":
+        page = await client.get(path, params=params, headers=headers)
+        events = page.json()["events"] if page.status_code == 200 else []
+        return page.status_code, [(e["event"], e["resource_id"], e["data"]["new_state"]) for e in events]
+    params = params | {"start_time": "2000-01-01T00:00:00Z"}
+    events = []
+    async with client.stream("GET", path, params=params, headers=headers) as response:
+        if response.status_code != 200:
+            await response.aread()
+            return response.status_code, []
+        messages = read_sse(response)
+        while (message := await asyncio.wait_for(next_event(messages), 5)).event != "stream.caught_up":
+            if message.id:
+                events.append(message.json())
+    return 200, [(e["event"], e["resource_id"], e["data"]["new_state"]) for e in events]
+
+
+@pytest.mark.parametrize("path", ["/api/v1/events", "/api/v1/events/history"])
+async def test_types_resources_expression_and_claim_are_one_filter_on_both_routes(
+    nats_url, js, events_stream, edge_settings, path
+):
+    """The stream and the history page build their filter the same way: the claim narrows the
+    types and resources asked for, and the expression is checked against the narrowed types."""
+    await store_mix(js)
+    offline = {"data": {"old_state": "online", "new_state": "offline"}}
+    await store_event(js, event("node_status", "node-1") | offline)
+    async with jwt_edge(nats_url, edge_settings) as client:
+        token = bearer(NODE_1_STATUS)
+        # No type asked for: the claim's one type; a field it lacks is an error naming `filter`.
+        status, _ = await served(client, path, {"filter": "data.cpu.usage > 1"}, token)
+        assert status == 422
+        wrong_field = await client.get(path, params={"filter": "data.cpu.usage > 1"}, headers=token)
+        assert wrong_field.json()["detail"][0]["type"] == "filter_unknown_field"
+        refused = await client.get(path, params={"type": "pipeline_status"}, headers=token)
+        assert (refused.status_code, refused.json()["detail"][0]["field"]) == (403, "type")
+        refused = await client.get(path, params={"resource_id": "node-2"}, headers=token)
+        assert (refused.status_code, refused.json()["detail"][0]["field"]) == (403, "resource_id")
+        status, events = await served(client, path, {"filter": 'data.new_state == "offline"'}, token)
+        assert (status, events) == (200, [("node_status", "node-1", "offline")])
+
+
 async def test_a_pattern_claim_serves_named_resources_only(nats_url, js, events_stream, edge_settings):
     await store_mix(js)
     async with jwt_edge(nats_url, edge_settings) as client:

@@ -30,8 +30,8 @@ from sse_edge.http.event_query import (
     parse_event_query,
     parse_last_event_id,
 )
-from sse_edge.http.filter_expression import FILTER_DESCRIPTION, parse_filter
-from sse_edge.http.query_filters import ResourceFilter, TypeFilter, subject_filter_from_query
+from sse_edge.http.filter_expression import FILTER_DESCRIPTION
+from sse_edge.http.query_filters import ResourceFilter, TypeFilter, event_filters
 from sse_edge.http.sse_frames import control_frame, retry_frame
 from sse_edge.http.sse_response import SseResponse
 from sse_edge.http.stream_encoding import negotiate
@@ -169,9 +169,7 @@ async def subscribe_events(
         ),
     ] = None,
 ) -> SseResponse:
-    subject_filter = subject_filter_from_query(
-        type, resource_id, settings.max_filter_values, subscriber.subscribe
-    )
+    subject_filter, expression = event_filters(type, resource_id, filter, settings, subscriber.subscribe)
     query = parse_event_query(
         subject_filter,
         start_time=start_time,
@@ -179,7 +177,7 @@ async def subscribe_events(
         limit=limit,
         resume_after=parse_last_event_id(last_event_id_header, last_event_id),
         snapshot=snapshot,
-        expression=parse_filter(filter, subject_filter.types, settings.filter_limits),
+        expression=expression,
     )
     peer = request.client.host if request.client else "unknown"
     limits.admit(peer, subscriber.key)

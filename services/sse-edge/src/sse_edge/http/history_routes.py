@@ -13,9 +13,9 @@ from sse_edge.event_selection import EventSelection
 from sse_edge.history.jetstream_history import JetStreamHistory, StoredEvent
 from sse_edge.http.dependencies import HistoryDep, SettingsDep
 from sse_edge.http.event_query import parse_event_query
-from sse_edge.http.filter_expression import FILTER_DESCRIPTION, parse_filter
+from sse_edge.http.filter_expression import FILTER_DESCRIPTION
 from sse_edge.http.history_cursor import HistoryCursor, Order, query_fingerprint
-from sse_edge.http.query_filters import ResourceFilter, TypeFilter, subject_filter_from_query
+from sse_edge.http.query_filters import ResourceFilter, TypeFilter, event_filters
 
 MAX_PAGE: Final = 1000
 
@@ -68,9 +68,7 @@ async def event_history(
         ),
     ] = None,
 ) -> Response:
-    subject_filter = subject_filter_from_query(
-        type, resource_id, settings.max_filter_values, subscriber.subscribe
-    )
+    subject_filter, expression = event_filters(type, resource_id, filter, settings, subscriber.subscribe)
     query = parse_event_query(
         subject_filter,
         start_time=start_time,
@@ -78,7 +76,7 @@ async def event_history(
         limit=None,
         resume_after=None,
         snapshot=snapshot,
-        expression=parse_filter(filter, subject_filter.types, settings.filter_limits),
+        expression=expression,
     )
     canonical = query.expression.canonical if query.expression else None
     fingerprint = query_fingerprint(query.filter.describe(), start_time, end_time, query.snapshot, canonical)

@@ -1,7 +1,9 @@
 """The `type` and `resource_id` query parameters: several values each, repeated or comma-separated.
 
-Every filter the edge serves is built here, and never wider than the holder's token allows
-(`Grant.narrow`): live streams, replays, history pages and snapshots all read through it.
+Every filter the edge serves is built here (`event_filters`: types, resources and the `filter`
+expression checked against those types), and never wider than the holder's token allows
+(`Grant.narrow`): live streams, replays, history pages, snapshots and filter changes all read
+through it.
 """
 
 from collections.abc import Iterable
@@ -10,6 +12,7 @@ from typing import Annotated, Any, Final
 from fastapi import HTTPException, Query
 
 from eh_contracts.event_types import EventType
+from eh_contracts.expressions import CompiledExpression
 from eh_contracts.subjects import (
     RESOURCE_ID_MAX_LENGTH,
     InvalidResourceId,
@@ -18,6 +21,8 @@ from eh_contracts.subjects import (
 )
 from eh_runtime.auth.claims import Grant, OutsideGrant
 from eh_runtime.service import error_detail
+from sse_edge.http.filter_expression import parse_filter
+from sse_edge.settings import EdgeSettings
 
 _TYPE_LIST = ", ".join(t.value for t in EventType)
 
@@ -94,6 +99,24 @@ def subject_filter_from_query(
         raise HTTPException(
             403, detail=[_query_error(refused.parameter, refused.message, "forbidden")]
         ) from None
+
+
+def event_filters(
+    types: Iterable[str],
+    resource_ids: Iterable[str],
+    expression: str | None,
+    settings: EdgeSettings,
+    grant: Grant | None,
+) -> tuple[SubjectFilter, CompiledExpression | None]:
+    """The subjects a query selects (narrowed to `grant`) and its `filter` expression, compiled
+    against the event types of those subjects (a field none of them has is an error).
+
+    Raises:
+        HTTPException: 422 naming the parameter; 403 naming the parameter when it asks for more
+            than the token allows.
+    """
+    subject_filter = subject_filter_from_query(types, resource_ids, settings.max_filter_values, grant)
+    return subject_filter, parse_filter(expression, subject_filter.types, settings.filter_limits)
 
 
 def _query_error(parameter: str, message: str, kind: str) -> dict[str, Any]:
