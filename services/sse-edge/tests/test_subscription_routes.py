@@ -2,13 +2,18 @@
 
 import asyncio
 import json
+import socket
 
+import httpx
 import pytest
 
 from eh_contracts.examples import SEED_EXAMPLES
 from eh_contracts.subjects import SubjectFilter
-from eh_devtools.pytest_plugin import store_event
+from eh_devtools.pytest_plugin import serving, store_event
 from eh_devtools.sse_client import next_event, read_sse
+from eh_runtime.auth.settings import AuthSettings
+from eh_runtime.auth.token import sign_token
+from sse_edge.app import create_app
 from sse_edge.live.fanout import FanoutIndex
 from sse_edge.live.filter_group import FramedEvent
 from sse_edge.live.subscriber import Subscriber
@@ -119,6 +124,86 @@ async def test_unknown_or_closed_subscriptions_are_404_and_bad_bodies_422(edge):
         await asyncio.sleep(0.05)
     else:
         pytest.fail("a closed stream's subscription still answers")
+
+
+@pytest.mark.nats
+async def test_a_change_while_the_stream_still_replays_its_history_is_a_409(
+    nats_url, js, events_stream, edge_settings
+):
+    """Until `stream.caught_up` the stream is not on the live feed yet, so there is no sequence to
+    switch at: the change is refused with 409 and succeeds once the history is through."""
+    history = [await store_event(js, status("node-a", n)) for n in range(2000)]  # ~800 KB
+    app = create_app(edge_settings(nats_url, client_buffer_bytes=16 * 1024))
+    # Small buffers at both ends of the socket: a client that stops reading holds the replay
+    # after some tens of kilobytes, not after megabytes of loopback autotuning.
+    small = httpx.AsyncHTTPTransport(socket_options=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)])
+    async with (
+        serving(app, send_buffer_bytes=4096) as edge,
+        httpx.AsyncClient(base_url=edge.base_url, transport=small, timeout=10) as reader,
+    ):
+        params = {"start_time": "2000-01-01T00:00:00Z"}
+        async with reader.stream("GET", "/api/v1/events", params=params) as response:
+            messages = read_sse(response)
+            ready = await next_event(messages)
+            assert ready.event == "stream.ready"
+            path = f"/api/v1/subscriptions/{ready.json()['subscription_id']}"
+            refused = await edge.patch(path, json={"resource_id": ["node-b"]})
+            assert refused.status_code == 409
+            assert "stream.caught_up" in refused.json()["detail"]
+            replayed = []
+            async with asyncio.timeout(30):
+                while (message := await next_event(messages)).event != "stream.caught_up":
+                    replayed.append(int(message.id))
+            assert replayed == history  # the refused change changed nothing
+            changed = await edge.patch(path, json={"resource_id": ["node-b"]})
+            assert changed.status_code == 200
+            assert changed.json()["from_seq"] == history[-1] + 1
+            assert (await next_event(messages)).event == "stream.filters_changed"
+
+
+@pytest.mark.nats
+async def test_a_subscription_held_by_another_replica_is_a_404(nats_url, events_stream, edge_settings):
+    """Two edges on one NATS: the stream lives on the first, so the second does not know its id
+    (the client then reopens its stream with the new filters and its Last-Event-ID)."""
+    async with (
+        serving(create_app(edge_settings(nats_url))) as first,
+        serving(create_app(edge_settings(nats_url))) as second,
+    ):
+        async with first.stream("GET", "/api/v1/events") as response:
+            path = f"/api/v1/subscriptions/{await open_live(read_sse(response))}"
+            elsewhere = await second.patch(path, json={"resource_id": ["node-b"]})
+            assert elsewhere.status_code == 404
+            assert "on this edge" in elsewhere.json()["detail"]
+            assert (await first.patch(path, json={"resource_id": ["node-b"]})).status_code == 200
+
+
+SECRET = "subscription-test-secret-0123456789abcdef"
+NODES = {"subscribe": {"types": ["node_status"], "resources": ["node-a", "node-b"]}}
+
+
+def bearer(subject: str, scope: dict = NODES) -> dict[str, str]:
+    return {"Authorization": f"Bearer {sign_token(SECRET, subject, scope)}"}
+
+
+@pytest.mark.nats
+async def test_only_the_streams_holder_changes_it_and_never_past_its_claim(
+    nats_url, events_stream, edge_settings
+):
+    auth = AuthSettings(mode="jwt", secret=SECRET, leeway=0)
+    async with serving(create_app(edge_settings(nats_url, auth=auth))) as edge:
+        params = {"resource_id": "node-a"}
+        async with edge.stream("GET", "/api/v1/events", params=params, headers=bearer("dash")) as response:
+            path = f"/api/v1/subscriptions/{await open_live(read_sse(response))}"
+            change = {"resource_id": ["node-b"]}
+            assert (await edge.patch(path, json=change)).status_code == 401
+            # Another holder gets the answer of an id that does not exist: nothing to learn from it.
+            assert (await edge.patch(path, json=change, headers=bearer("other"))).status_code == 404
+            wider = await edge.patch(path, json={"resource_id": ["node-c"]}, headers=bearer("dash"))
+            assert wider.status_code == 403
+            (detail,) = wider.json()["detail"]
+            assert (detail["field"], detail["in"]) == ("resource_id", "body")
+            # The holder with a fresh token (same subject) is the same holder.
+            assert (await edge.patch(path, json=change, headers=bearer("dash"))).status_code == 200
 
 
 def test_a_switch_keeps_the_old_filters_pending_frames_then_the_marker_then_the_new():

@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from eh_runtime.auth.requests import SubscriberDep
 from sse_edge.http.dependencies import FanoutDep, SettingsDep
-from sse_edge.http.filter_expression import FILTER_DESCRIPTION, parse_filter
-from sse_edge.http.query_filters import subject_filter_from_query
+from sse_edge.http.filter_expression import FILTER_DESCRIPTION
+from sse_edge.http.query_filters import event_filters
 from sse_edge.http.sse_frames import control_frame
 
 router = APIRouter(prefix="/api/v1", tags=["events"])
@@ -71,21 +71,18 @@ async def change_subscription(
     given = change.model_fields_set
     types = change.type or [] if "type" in given else [t.value for t in client.filter.types]
     resources = change.resource_id or [] if "resource_id" in given else list(client.filter.resource_ids)
+    current = client.expression.text if client.expression else None
+    # A kept expression is checked again against the new types: a field must exist in one of them.
     # Narrowed to the caller's claim like every filter the edge builds: a change cannot widen a stream.
-    subject_filter = _in_body(
-        lambda: subject_filter_from_query(types, resources, settings.max_filter_values, subscriber.subscribe)
-    )
-    if "filter" in given:
-        text = change.filter
-        expression = _in_body(lambda: parse_filter(text, subject_filter.types, settings.filter_limits))
-    else:
-        current = client.expression
-        # Kept, but checked again against the new types: a field must exist in one of them.
-        expression = _in_body(
-            lambda: parse_filter(
-                current.text if current else None, subject_filter.types, settings.filter_limits
-            )
+    subject_filter, expression = _in_body(
+        lambda: event_filters(
+            types,
+            resources,
+            change.filter if "filter" in given else current,
+            settings,
+            subscriber.subscribe,
         )
+    )
     described = subject_filter.describe()
     filter_text = expression.text if expression else None
 
@@ -107,11 +104,13 @@ async def change_subscription(
 
 
 def _in_body(parse: Callable[[], T]) -> T:
-    """Run a query-parameter parser on body fields: its 422 then says the field is in the body."""
+    """Run a query-parameter parser on body fields: its 422s and 403s naming a field then say
+    the field is in the body."""
     try:
         return parse()
     except HTTPException as error:
         detail: Any = error.detail
-        if error.status_code == 422 and isinstance(detail, list):
-            raise HTTPException(422, detail=[{**item, "in": "body"} for item in detail]) from None
+        if isinstance(detail, list):
+            items = [{**item, "in": "body"} for item in detail]
+            raise HTTPException(error.status_code, detail=items, headers=error.headers) from None
         raise
