@@ -212,9 +212,12 @@ def atoms(draw: st.DrawFn, field: str | None = None) -> str:
         return (
             f"{draw(numbers)} {op} {draw(numbers)} {draw(st.sampled_from(['>', '==', '<=']))} {draw(numbers)}"
         )
-    if kind == 5:  # two fields, or the constant first
-        op = draw(st.sampled_from(["==", "!=", "<", ">="]))
-        return f"{draw(st.sampled_from([*FIELDS, *LITERALS]))} {op} {draw(st.sampled_from(FIELDS))}"
+    if kind == 5:  # two fields, the constant first, or two constants
+        op = draw(st.sampled_from(["==", "!=", "<", ">=", "in"]))
+        left = draw(st.sampled_from([*FIELDS, *LITERALS]))
+        if op == "in":
+            return f"{left} in [{', '.join(draw(st.lists(st.sampled_from(LITERALS), max_size=3)))}]"
+        return f"{left} {op} {draw(st.sampled_from([*FIELDS, *FIELDS, *LITERALS]))}"
     return draw(st.sampled_from(["true", "false", "data.context.n", f"-{draw(numbers)} < 0", "null == null"]))
 
 

@@ -171,6 +171,9 @@ def test_limits_bound_length_depth_and_lists_each_with_its_own_error():
         with pytest.raises(ExpressionError) as error:
             compile_expression(text, ALL, limits=limits)
         assert (error.value.reason, message in str(error.value)) == (reason, True), text
+    with pytest.raises(ExpressionError) as error:
+        compile_expression("data.cpu.usage > " + "9" * 5000, ALL, limits=ExpressionLimits(max_length=20_000))
+    assert (error.value.reason, error.value.column) == ("too_long", 18)
     # Far past Python's recursion limit, still a clear error, not a crash.
     for text in ("(" * 5000 + "true" + ")" * 5000, "!" * 5000 + "true", "-" * 5000 + "1 > 0"):
         with pytest.raises(ExpressionError) as error:

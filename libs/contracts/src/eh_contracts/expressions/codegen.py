@@ -274,6 +274,12 @@ class _Program:
             return _Operand(self.read(node.path), python_types(self.field_types[node.path]))
         return _Operand(self.value(node))
 
+    def named(self, operand: _Operand) -> _Operand:
+        """`operand`, a literal moved into a temporary: `'a' is None` is a SyntaxWarning."""
+        if not operand.literal:
+            return operand
+        return _Operand(self.assign(operand.code), operand.types, literal=True)
+
     def value(self, node: Node) -> str:
         """A temporary or literal holding `node`'s value, or ERROR."""
         if isinstance(node, Literal_):
@@ -355,7 +361,7 @@ class _Program:
         equal = node.op == "=="
         for constant, other_node in ((node.right, node.left), (node.left, node.right)):
             if isinstance(constant, Literal_):
-                other = self.operand(other_node)
+                other = self.named(self.operand(other_node))
                 return f"({self.equal_to(other, constant.value, equal)}) if {self.valid(other)} else {error}"
         left = self.value(node.left)
         right = self.value(node.right)
@@ -376,7 +382,7 @@ class _Program:
     def membership(self, node: Binary, error: str) -> str:
         assert isinstance(node.right, ListLiteral)
         values = [item.value for item in node.right.items]
-        other = self.operand(node.left)
+        other = self.named(self.operand(node.left))
         code = other.code
         valid = self.valid(other)
         texts = frozenset(v for v in values if type(v) is str)

@@ -135,6 +135,7 @@ _TOKEN_RE: Final = re.compile(
 )
 _ESCAPES: Final = {"\\": "\\", '"': '"', "'": "'", "n": "\n", "t": "\t", "r": "\r", "`": "`", "?": "?"}
 _ESCAPE_RE: Final = re.compile(r"\\(u[0-9a-fA-F]{4}|.)")
+_MAX_INTEGER_DIGITS: Final = 100
 _LITERAL_NAMES: Final[dict[str, LiteralValue]] = {"true": True, "false": False, "null": None}
 # Legacy alert-rule spelling (`a and not b`): accepted only where the caller asks for it.
 # `not` binds looser than a comparison there (`not a > 1` is `!(a > 1)`): it keeps its own token.
@@ -336,6 +337,10 @@ class _Parser:
             self.at += 1
             if any(c in token.text for c in ".eE"):
                 return Literal_(float(token.text), token.column)
+            if len(token.text) > _MAX_INTEGER_DIGITS:  # Python refuses to read more than 4,300
+                raise ExpressionError(
+                    f"a number has at most {_MAX_INTEGER_DIGITS} digits", token.column, "too_long"
+                )
             return Literal_(int(token.text), token.column)
         if token.kind == "string":
             self.at += 1
