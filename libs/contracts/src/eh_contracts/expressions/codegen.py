@@ -386,7 +386,7 @@ class _Program:
         code = other.code
         valid = self.valid(other)
         texts = frozenset(v for v in values if type(v) is str)
-        if len(texts) == len(values):  # the usual list, of text: one type test, one set lookup
+        if all(type(v) is str for v in values):  # the usual list, of text: one type test, one lookup
             if other.types is not None and other.types <= TEXT:
                 return f"{code} in {self.constant(texts)} if {valid} else {error}"
             return f"(type({code}) is str and {code} in {self.constant(texts)}) if {valid} else {error}"
