@@ -3,6 +3,7 @@ nats-py `publish_async` loop storing the same bytes, in the same run against the
 
     .venv/bin/python bench/bench_collector.py            # full run (~1 min)
     .venv/bin/python bench/bench_collector.py --quick    # a few seconds
+    .venv/bin/python bench/bench_collector.py --quick --profile /tmp/prof  # py-spy of the collector
 
 The bare loop is the obvious client: `publish_async` every event (with `Nats-Msg-Id`), then await
 the acks of the batch. It does no validation. The collector runs as its own process
@@ -17,6 +18,7 @@ import contextlib
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
@@ -124,8 +126,37 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def start_profiler(pid: int, output: Path) -> subprocess.Popen[bytes]:
+    """py-spy recording `pid` (raw collapsed stacks, for `profile_summary.py`) until interrupted."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "py-spy"),
+            *("record", "--pid", str(pid), "--rate", "250", "--nonblocking"),
+            *("--format", "raw", "-o", str(output)),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def stop_profiler(profiler: subprocess.Popen[bytes]) -> None:
+    profiler.send_signal(signal.SIGINT)
+    try:
+        profiler.wait(30)
+    except subprocess.TimeoutExpired:
+        profiler.kill()
+        profiler.wait()
+
+
 async def collector_http(
-    url: str, events: list[dict], concurrency: int, port: int, server_pid: int, workers: int
+    url: str,
+    events: list[dict],
+    concurrency: int,
+    port: int,
+    server_pid: int,
+    workers: int,
+    profile: Path | None = None,
 ) -> tuple[float, dict[str, float]]:
     """Events/s through the collector, and CPU microseconds per event of the collector (all its
     processes), of nats-server and of this load client."""
@@ -165,6 +196,7 @@ async def collector_http(
 
             pids = children(process.pid)
             assert len(pids) == (1 if workers == 1 else workers + 1), f"collector processes: {pids}"
+            profiler = start_profiler(pids[-1], profile) if profile else None
             cpu_before = processes_cpu_seconds(pids)
             server_before = process_cpu_seconds(server_pid)
             client_before = time.process_time()
@@ -176,6 +208,8 @@ async def collector_http(
                 "nats-server": process_cpu_seconds(server_pid) - server_before,
                 "load client": time.process_time() - client_before,
             }
+            if profiler is not None:
+                stop_profiler(profiler)
         assert stored == len(events), f"collector stored {stored} of {len(events)}"
         return len(events) / elapsed, {name: seconds / len(events) * 1e6 for name, seconds in cpu.items()}
     finally:
@@ -197,6 +231,12 @@ async def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4, help="HTTP requests in flight")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of each phase")
     parser.add_argument("--workers", type=int, default=1, help="collector processes (COLLECTOR_WORKERS)")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="record py-spy (raw collapsed stacks) of a collector process in every HTTP round into this "
+        "folder; the profiler takes CPU from the same cores, so read such a run's figures as a profile only",
+    )
     args = parser.parse_args()
     count = 20_000 if args.quick else 100_000
     events = make_events(count)
@@ -206,8 +246,9 @@ async def main() -> None:
             bare.append(await bare_publish_async(server.url, events))
             store.append(await event_publisher_loop(server.url, events))
             assert server.process is not None
+            profile = args.profile / f"collector-{len(http) + 1}.txt" if args.profile else None
             rate, us = await collector_http(
-                server.url, events, args.concurrency, free_port(), server.process.pid, args.workers
+                server.url, events, args.concurrency, free_port(), server.process.pid, args.workers, profile
             )
             http.append(rate)
             cpu.append(us)

@@ -5,11 +5,14 @@ size. Stored as they are, they break every reader downstream: browsers' `JSON.pa
 `Infinity` and turns a 400-digit integer into `Infinity`, and an alert said "GPU temperature is
 inf°C". So every event that enters is checked, in every field, the extra keys of `data` included.
 
-Walking every event costs about a sixth of its validation, so the walk runs only on bodies whose
-bytes could hold such a number: the `Infinity` and `NaN` tokens, an exponent of three digits or
-more, or a run of 210 digits or more (with an exponent below 100, a number needs more than 209
-integer digits to pass the largest double, 1.8e308). Text that merely looks alike ("node-e100")
-only costs the walk.
+Walking every event costs more than validating it (7.6 µs against 5 µs per event of the benchmark's
+mix), so the walk runs only on bodies whose bytes could hold such a number: the `Infinity` and
+`NaN` tokens, a run of 210 digits or more (with an exponent below 100, a number needs more than 209
+integer digits to pass the largest double, 1.8e308), or a number token with an exponent of three
+digits or more. A number token is told from text by what stands before it: in JSON a number
+follows `[`, `,` or `:` (and whitespace), never a letter or a quote, so the hex digits of a UUID
+("…a08e348…", in one id of eight) do not count. Text that merely looks alike (`"x: 1e100"` inside a
+string) only costs the walk.
 """
 
 import sys
@@ -17,17 +20,38 @@ from collections.abc import Iterator
 from typing import Any, Final
 
 LARGEST_DOUBLE: Final = sys.float_info.max
-# Every ASCII digit becomes "0" and "E" becomes "e", so that one substring search finds each shape.
-_DIGITS_AS_ZERO: Final = bytes.maketrans(b"123456789E", b"000000000e")
-_SUSPECT_SHAPES: Final = (b"e000", b"e+000", b"0" * 210)
+# Every ASCII digit becomes "0" and "E" becomes "e"; the bytes that may stand before a number token
+# ("[", "," and whitespace) become ":", as ":" itself; "+" goes (JSON has it only in exponents).
+# Each suspect shape is then one substring.
+_SHAPES: Final = bytes.maketrans(b"123456789E[, \t\n\r", b"000000000e::::::")
+_DROPPED: Final = b"+"
+_LONG_DIGIT_RUN: Final = b"0" * 210
+_LARGE_EXPONENT: Final = b"0e000"
+# How far back to look for what stands before a mantissa: the longest one without a 210-digit run
+# (209 digits, a point, 209 digits, a sign). A longer one strips to nothing: suspect, as it must be.
+_MANTISSA_MAX: Final = 420
 
 
 def may_hold_unrepresentable(body: bytes) -> bool:
-    """A cheap test that is true for every body holding a number `unrepresentable` would report."""
-    if b"Infinity" in body or b"NaN" in body:
+    """A cheap test that is true for every body of valid JSON holding a number `unrepresentable`
+    would report.
+
+    About 0.5 µs per event of the benchmark's bodies (UUID ids, metrics), against 7.6 µs for the walk.
+    """
+    # A one-byte search first: most bodies hold neither capital, and it is 40 times cheaper.
+    if (b"I" in body and b"Infinity" in body) or (b"N" in body and b"NaN" in body):
         return True
-    shapes = body.translate(_DIGITS_AS_ZERO)
-    return any(shape in shapes for shape in _SUSPECT_SHAPES)
+    shapes = body.translate(_SHAPES, _DROPPED)
+    if _LONG_DIGIT_RUN in shapes:
+        return True
+    at = shapes.find(_LARGE_EXPONENT)
+    while at >= 0:
+        # A number token when what stands before its mantissa is ":"; text (a UUID) otherwise.
+        before = shapes[max(0, at - _MANTISSA_MAX) : at + 1].rstrip(b"0.").removesuffix(b"-")
+        if not before or before.endswith(b":"):
+            return True
+        at = shapes.find(_LARGE_EXPONENT, at + 1)
+    return False
 
 
 Location = tuple[str | int, ...]

@@ -53,18 +53,24 @@ def to_utc(value: datetime) -> datetime:
         raise ValueError(f"{value.isoformat()} is outside years 1 to 9999 once converted to UTC") from None
 
 
-def rfc3339_schema(tz_constraint: Literal["aware"] | int) -> core_schema.CoreSchema:
+def rfc3339_schema(
+    tz_constraint: Literal["aware"] | int, *, native_text_check: bool = False
+) -> core_schema.CoreSchema:
     """JSON: RFC 3339 text only, read as a datetime; Python: a datetime object (strict).
 
     The text check comes first in a chain, so the datetime step (lax, to read text at all) never
-    sees a number or a string of digits.
+    sees a number or a string of digits. `native_text_check`: the same pattern checked by
+    pydantic-core itself (0.1 µs per time instead of 0.5), with pydantic's generic error message
+    instead of ours; for schemas whose errors nobody reads (the fast records).
     """
+    text_check = (
+        core_schema.str_schema(pattern=RFC3339_PATTERN, strict=True)
+        if native_text_check
+        else core_schema.no_info_plain_validator_function(require_rfc3339_text)
+    )
     return core_schema.json_or_python_schema(
         json_schema=core_schema.chain_schema(
-            [
-                core_schema.no_info_plain_validator_function(require_rfc3339_text),
-                core_schema.datetime_schema(strict=False, tz_constraint=tz_constraint),
-            ]
+            [text_check, core_schema.datetime_schema(strict=False, tz_constraint=tz_constraint)]
         ),
         python_schema=core_schema.datetime_schema(strict=True, tz_constraint=tz_constraint),
     )

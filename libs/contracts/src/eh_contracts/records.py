@@ -90,8 +90,8 @@ def _record_check(model: type[Payload]) -> Callable[[dict[str, Any]], dict[str, 
 # The fast schema's stand-ins for field validators written in Python. Each accepts the same values
 # as the validator it replaces, or a subset of them (which the exact schema then judges): the
 # patterns are the ones the validators check, `tz_constraint=0` takes only times with a zero offset,
-# which `to_utc` would leave as they are.
-_UTC_ONLY: Final = GetPydanticSchema(lambda _t, _h: rfc3339_schema(0))
+# which `to_utc` would leave as they are, and the RFC 3339 text check is pydantic-core's pattern.
+_UTC_ONLY: Final = GetPydanticSchema(lambda _t, _h: rfc3339_schema(0, native_text_check=True))
 _NATIVE: Final[dict[Callable[..., Any], Any]] = {
     validate_resource_id: StringConstraints(pattern=RESOURCE_ID_PATTERN),
     validate_event_id: StringConstraints(
