@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from eh_contracts.event_types import EventType
 from eh_contracts.subjects import SubjectFilter
-from eh_runtime.auth.claims import Grant, InvalidClaim, OutsideGrant, Principal
+from eh_runtime.auth.claims import DEVELOPMENT_PRINCIPAL, Grant, InvalidClaim, OutsideGrant, Principal
 
 RESOURCES = ["node-1", "node-2", "node-22", "ci-7", "ci:8", "web_1", "x"]
 PATTERNS = [*RESOURCES, "node-*", "ci*", "*-2*", "*"]
@@ -119,3 +119,16 @@ def test_absent_sections_grant_nothing():
     assert principal.subscribe.permits("node_status", "anything")
     assert principal.publish is None
     assert not principal.admin
+
+
+@given(grants, events)
+def test_a_grant_that_permits_all_permits_every_event(grant, event):
+    if grant.permits_all:
+        assert grant.permits(*event)
+
+
+def test_only_unrestricted_grants_permit_all():
+    assert DEVELOPMENT_PRINCIPAL.publish is not None and DEVELOPMENT_PRINCIPAL.publish.permits_all
+    assert Grant.parse("publish", {}).permits_all
+    assert not Grant.parse("publish", {"types": ["node_status"]}).permits_all
+    assert not Grant.parse("publish", {"resources": ["node-*"]}).permits_all

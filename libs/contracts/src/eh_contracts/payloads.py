@@ -150,8 +150,8 @@ class MetricsPayload(Payload):
     model_config = ConfigDict(json_schema_extra=_requires_a_section)
 
     def check_fields(self) -> None:
-        sections = [name for name in type(self).model_fields if getattr(self, name) is not None]
-        if not sections:
+        # Stops at the first section present: run on every sample the collector receives.
+        if all(getattr(self, name) is None for name in type(self).model_fields):
             names = ", ".join(type(self).model_fields)
             raise ValueError(f"a metrics sample needs at least one of: {names}")
 

@@ -78,6 +78,11 @@ class Grant:
     def all_resources(self) -> bool:
         return self.resources == (ANY,)
 
+    @property
+    def permits_all(self) -> bool:
+        """Every type about every resource (an unrestricted token, or HTTP auth off)."""
+        return self.types is None and self.all_resources
+
     @cached_property
     def _resource_re(self) -> re.Pattern[str]:
         alternatives = ("[^.]*".join(re.escape(p) for p in pattern.split(ANY)) for pattern in self.resources)
