@@ -128,7 +128,8 @@ def test_a_grant_that_permits_all_permits_every_event(grant, event):
 
 
 def test_only_unrestricted_grants_permit_all():
-    assert DEVELOPMENT_PRINCIPAL.publish is not None and DEVELOPMENT_PRINCIPAL.publish.permits_all
+    assert DEVELOPMENT_PRINCIPAL.publish is not None
+    assert DEVELOPMENT_PRINCIPAL.publish.permits_all
     assert Grant.parse("publish", {}).permits_all
     assert not Grant.parse("publish", {"types": ["node_status"]}).permits_all
     assert not Grant.parse("publish", {"resources": ["node-*"]}).permits_all
