@@ -22,7 +22,7 @@ from eh_devtools.nats_server import NatsServer
 from eh_devtools.provisioning import provision_all
 from eh_devtools.pytest_plugin import serving
 from eh_devtools.sse_client import next_event, read_sse
-from eh_runtime.connection import inbox_prefix_for
+from eh_runtime.connection import NatsConnection, inbox_scope, private_inbox_prefix
 from eh_runtime.settings import NatsSettings, StreamSettings
 from sse_edge.app import create_app as create_edge
 from sse_edge.settings import EdgeSettings
@@ -51,14 +51,17 @@ class Session:
     def __init__(self) -> None:
         self.errors: list[str] = []
         self.client = Client()
+        self.inbox_prefix = ""
 
     async def connect(self, server: NatsServer, name: str) -> "Session":
         async def on_error(error: Exception) -> None:
             self.errors.append(str(error).lower())
 
+        # As the services connect: a prefix of this connection's own, below its identity's scope.
+        self.inbox_prefix = private_inbox_prefix(inbox_scope(name))
         await self.client.connect(
             server.url_for(name),
-            inbox_prefix=inbox_prefix_for(name),
+            inbox_prefix=self.inbox_prefix,
             error_cb=on_error,
             allow_reconnect=False,
         )
@@ -124,7 +127,7 @@ async def test_nobody_answers_or_overhears_ingestion_but_the_collector(locked):
     async with session(locked, "producer") as s:
         await s.refused(lambda: s.client.subscribe("ingest.>", queue="collector"))
         await s.refused(lambda: s.client.subscribe("_INBOX.>"))
-        await s.refused(lambda: s.client.subscribe("_INBOX_collector.>"))
+        await s.refused(lambda: s.client.subscribe("_INBOX.collector.>"))
         await s.refused(lambda: s.client.subscribe("events.>"))
     for name in ("sse-edge", "alert-evaluator"):
         async with session(locked, name) as s:
@@ -133,6 +136,56 @@ async def test_nobody_answers_or_overhears_ingestion_but_the_collector(locked):
     async with session(locked, "ci") as s:
         # A producer requests only its own types.
         await s.refused(lambda: s.client.publish("ingest.node_status.node-1", b"{}"))
+
+
+async def test_replies_are_private_to_the_connection_that_asked(locked):
+    """A reply travels to `_INBOX.<identity>.<random>`: another identity may not subscribe there,
+    nor anywhere under the asker's identity; the asker's own requests still get their answers."""
+    async with session(locked, "ci") as asker, session(locked, "admin") as admin:
+        # The admin answers in this test (nobody else may subscribe to ingest.*) and sees every
+        # reply subject, which is what an eavesdropper would need to know.
+        asked: list[str] = []
+
+        async def answer(msg) -> None:
+            asked.append(msg.reply)
+            await msg.respond(b"ok")
+
+        await admin.client.subscribe("ingest.pipeline_status.*", cb=answer)
+        await admin.client.flush(1)
+        reply = await asker.client.request("ingest.pipeline_status.ci-1", b"{}", timeout=5)
+        assert reply.data == b"ok"
+        (reply_subject,) = asked
+        assert reply_subject.startswith(f"{asker.inbox_prefix}.")
+        assert asker.inbox_prefix.startswith("_INBOX.ci.") and len(asker.inbox_prefix) >= len("_INBOX.ci.") + 32
+        for other in ("producer", "collector", "sse-edge", "alert-evaluator", "reader"):
+            async with session(locked, other) as s:
+                for subject in (reply_subject, f"{asker.inbox_prefix}.>", "_INBOX.ci.>", "_INBOX.*.>", "_INBOX.>"):
+                    await s.refused(lambda c=s.client, subject=subject: c.subscribe(subject))
+                # Nor can they answer in the asker's place: no identity may publish on _INBOX.
+                await s.refused(lambda c=s.client: c.publish(reply_subject, b"forged"))
+
+
+async def test_each_connection_of_a_service_replies_under_its_own_prefix(locked):
+    """Two replicas of one service share an identity, never a reply prefix."""
+    connections = [
+        NatsConnection(NatsSettings(url=locked.url_for("sse-edge"), reconnect_wait=0.05), "sse-edge")
+        for _ in range(2)
+    ]
+    for connection in connections:
+        connection.start()
+    try:
+        for connection in connections:
+            await connection.wait_ready(10)
+        prefixes = [connection.client.new_inbox().rsplit(".", 1)[0] for connection in connections]
+        assert all(prefix.startswith("_INBOX.sse-edge.") for prefix in prefixes)
+        assert prefixes[0] != prefixes[1]
+        # Each still does its JetStream work, its answers coming back to its own inbox.
+        for connection in connections:
+            info = await connection.jetstream().stream_info("EVENTS")
+            assert info.config.name == "EVENTS"
+    finally:
+        for connection in connections:
+            await connection.close()
 
 
 async def test_the_evaluators_lease_and_consumer_are_its_own(locked):

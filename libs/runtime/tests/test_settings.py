@@ -75,3 +75,34 @@ def test_valid_environment_loads(monkeypatch):
     settings = load_settings(ExampleSettings)
     assert settings.port == 9000
     assert settings.logging == LoggingSettings(format="console")
+
+
+def test_the_nats_password_may_come_from_a_file(monkeypatch, tmp_path):
+    secret = tmp_path / "nats-collector"
+    secret.write_text("s3cret-from-a-mounted-file\n")
+    monkeypatch.setenv("NATS_USER", "collector")
+    monkeypatch.setenv("NATS_PASSWORD_FILE", str(secret))
+    settings = load_settings(NatsSettings)
+    assert settings.password is not None
+    assert settings.password.get_secret_value() == "s3cret-from-a-mounted-file"
+
+
+@pytest.mark.parametrize(
+    ("content", "password", "problem"),
+    [
+        (None, None, "cannot be read: No such file or directory"),
+        ("\n", None, "the file is empty"),
+        ("x", "y", "set NATS_PASSWORD or NATS_PASSWORD_FILE, not both"),
+    ],
+)
+def test_a_bad_nats_password_file_stops_the_start_naming_it(monkeypatch, tmp_path, content, password, problem):
+    secret = tmp_path / "nats-collector"
+    if content is not None:
+        secret.write_text(content)
+    monkeypatch.setenv("NATS_PASSWORD_FILE", str(secret))
+    if password is not None:
+        monkeypatch.setenv("NATS_PASSWORD", password)
+    with pytest.raises(SystemExit) as stopped:
+        load_settings(NatsSettings)
+    assert f"NATS_PASSWORD_FILE='{secret}'" in str(stopped.value)
+    assert problem in str(stopped.value)

@@ -16,11 +16,15 @@ server resolves from its environment (Kubernetes and Compose take them from Secr
   identity of `make run`); it can neither answer requests nor read anyone's replies.
 - admin: everything; the only identity that creates, changes or deletes streams and buckets.
 
-Replies are private: each identity subscribes only to `_INBOX_<identity>.>`, the inbox prefix its
-clients use (`NATS_INBOX_PREFIX`, `_INBOX_<service>` by default), never to `_INBOX.>`.
+Replies are private to a connection: each identity may subscribe only below `_INBOX.<identity>`
+(never `_INBOX.>`), and each connection of it takes a prefix of its own below that,
+`_INBOX.<identity>.<128 random bits>` (eh_runtime.connection), that no other connection knows.
+Nobody may publish on `_INBOX.>`: replies come from JetStream, or from a responder answering a
+request it received (`allow_responses`: one reply to that request's own reply subject).
 """
 
 import json
+import re
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +35,7 @@ EVENTS: Final = "EVENTS"
 COLLECTOR_BUCKETS: Final = ("resource_states", "node_heartbeats")
 EVALUATOR_BUCKET: Final = "ALERT_EVALUATOR"
 EVALUATOR_CONSUMER: Final = "alert-evaluator"
+_NAME_RE: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 def _stream_reads(stream: str) -> list[str]:
@@ -71,9 +76,15 @@ class Identity:
     allow_responses: bool = False
     deny_publish: Sequence[str] = ()
 
+    def __post_init__(self) -> None:
+        # The name is one subject token of the identity's inbox (`_INBOX.<name>.>`).
+        if not _NAME_RE.fullmatch(self.name):
+            raise ValueError(f"NATS identity {self.name!r}: letters, digits, '_' and '-' only")
+
     @property
     def inbox(self) -> str:
-        return f"_INBOX_{self.name}.>"
+        """The reply subjects this identity may receive; each connection uses a prefix below it."""
+        return f"_INBOX.{self.name}.>"
 
 
 def producer(name: str, types: Sequence[str] = ()) -> Identity:

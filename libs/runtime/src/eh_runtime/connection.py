@@ -9,6 +9,7 @@ retried with backoff until they succeed, because a restarted server may have los
 import asyncio
 import contextlib
 import re
+import secrets
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -31,6 +32,7 @@ NATS_DISCONNECTS = Counter("eventhandler_nats_disconnects", "Times the connectio
 NATS_RECONNECTS = Counter("eventhandler_nats_reconnects", "Times the connection to NATS was re-established.")
 
 _HOOK_RETRY_MAX_SECONDS = 30.0
+_INBOX_TOKEN_BYTES = 16
 _CREDENTIALS = re.compile(r"://[^@/,]*@")
 
 
@@ -92,9 +94,12 @@ class NatsConnection:
         elif url_user is not None:
             options["user"] = url_user
             options["password"] = url_password or ""
-        # Replies come back on subjects only this service's identity may subscribe to (NATS permissions).
-        options["inbox_prefix"] = self.settings.inbox_prefix or inbox_prefix_for(
-            self.settings.user or _user_in(self.settings.servers) or self.name
+        # Replies come back under a prefix of this connection's own, inside the only inbox subjects
+        # its identity may subscribe to (NATS permissions): no other identity can read them, and no
+        # other connection of the same identity can guess them.
+        options["inbox_prefix"] = private_inbox_prefix(
+            self.settings.inbox_prefix
+            or inbox_scope(self.settings.user or _user_in(self.settings.servers) or self.name)
         )
         if self.settings.tls_ca or self.settings.tls_cert:
             options["tls"] = client_tls_context(self.settings)
@@ -168,9 +173,18 @@ class NatsConnection:
             NATS_CONNECTED.set(0)
 
 
-def inbox_prefix_for(identity: str) -> str:
-    """`_INBOX_<identity>`: the reply subjects a NATS identity is allowed to receive."""
-    return f"_INBOX_{identity}"
+def inbox_scope(identity: str) -> str:
+    """`_INBOX.<identity>`: the NATS permissions let `identity` subscribe only below it."""
+    return f"_INBOX.{identity}"
+
+
+def private_inbox_prefix(scope: str) -> str:
+    """`<scope>.<128 random bits>`: the reply prefix of one connection.
+
+    Other identities are kept out of `scope` by the server; other connections of the same identity
+    (replicas of one service) by not knowing the random token, which never leaves this process.
+    """
+    return f"{scope}.{secrets.token_hex(_INBOX_TOKEN_BYTES)}"
 
 
 def without_credentials(urls: str) -> str:

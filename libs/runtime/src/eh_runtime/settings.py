@@ -7,10 +7,19 @@ with their own prefixed class. A bad value stops the service at start with the v
 import inspect
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Literal, TypeVar
+from pathlib import Path
+from typing import Any, Literal, Self, TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import ByteSize, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    ByteSize,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -42,10 +51,14 @@ class NatsSettings(BaseSettings):
     creds: str | None = Field(default=None, description="Path to a credentials file (NATS_CREDS).")
     user: str | None = Field(default=None, description="This service's NATS user (its own identity).")
     password: SecretStr | None = Field(default=None, description="The NATS user's password.")
+    password_file: str | None = Field(
+        default=None,
+        description="File holding the NATS user's password (a mounted secret), instead of NATS_PASSWORD.",
+    )
     inbox_prefix: str | None = Field(
         default=None,
-        description="Prefix of this process's reply subjects; default `_INBOX_<service>`, the only "
-        "inbox its NATS identity may subscribe to.",
+        description="Where this process's reply subjects live; default `_INBOX.<NATS user>`, the only "
+        "inbox its NATS identity may subscribe to. Each connection adds a random token of its own.",
     )
     tls_ca: str | None = Field(
         default=None, description="CA certificate file: connect with TLS, verify the server."
@@ -72,6 +85,28 @@ class NatsSettings(BaseSettings):
     @property
     def servers(self) -> list[str]:
         return [url.strip() for url in self.url.split(",") if url.strip()]
+
+    @field_validator("password_file")
+    @classmethod
+    def _password_file_readable(cls, path: str | None, info: ValidationInfo) -> str | None:
+        """A missing, unreadable or empty file stops the service at start, naming the variable."""
+        if path is None:
+            return None
+        if info.data.get("password") is not None:
+            raise ValueError("set NATS_PASSWORD or NATS_PASSWORD_FILE, not both")
+        try:
+            password = Path(path).read_text(encoding="utf-8").strip()
+        except OSError as error:
+            raise ValueError(f"cannot be read: {error.strerror}") from None
+        if not password:
+            raise ValueError("the file is empty")
+        return path
+
+    @model_validator(mode="after")
+    def _password_from_file(self) -> Self:
+        if self.password_file is not None and self.password is None:
+            self.password = SecretStr(Path(self.password_file).read_text(encoding="utf-8").strip())
+        return self
 
 
 def split_credentials(servers: list[str]) -> tuple[list[str], str | None, str | None]:
