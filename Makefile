@@ -13,11 +13,11 @@ VENV_BIN := $(CURDIR)/.venv/bin
 export UV_PYTHON ?= 3.11
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
 
-.PHONY: help sync run test test-faults test-tools lint format schemas manifests docs bench clean
+.PHONY: help sync run test test-faults test-tools lint format schemas manifests compose-secrets k8s-dev-secret docs bench clean
 
 help: ## List the targets
 	@echo "Event Handler: make <target>"
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(UV):
 	$(PYTHON) -m venv $(CURDIR)/.tools
@@ -53,6 +53,7 @@ lint: sync ## ruff, ruff format --check, mypy --strict, and the schema drift che
 	$(VENV_BIN)/mypy
 	$(VENV_BIN)/python -m eh_contracts.schemas check proto-schemas
 	$(VENV_BIN)/python -m eh_devtools.alert_rules_copy check
+	$(VENV_BIN)/python -m eh_devtools.nats_configs check
 
 format: sync ## Fix what ruff can fix and format the code
 	$(VENV_BIN)/ruff check --fix .
@@ -61,8 +62,15 @@ format: sync ## Fix what ruff can fix and format the code
 schemas: sync ## Regenerate proto-schemas/ (JSON Schema, AsyncAPI) from the models
 	$(VENV_BIN)/python -m eh_contracts.schemas write proto-schemas
 
-manifests: sync ## Regenerate k8s/base/alert-evaluator/rules.yaml from the evaluator's default rules
+manifests: sync ## Regenerate the alert rules copy and the NATS permissions of k8s/ and compose/ from the code
 	$(VENV_BIN)/python -m eh_devtools.alert_rules_copy write
+	$(VENV_BIN)/python -m eh_devtools.nats_configs write
+
+compose-secrets: sync ## Generate the NATS identities' passwords for compose.yaml into .secrets/compose/ (kept if there)
+	$(VENV_BIN)/python -m eh_devtools.nats_secrets compose
+
+k8s-dev-secret: sync ## Generate the dev overlay's NATS passwords, k8s/overlays/dev/nats-identities.env (kept if there)
+	$(VENV_BIN)/python -m eh_devtools.nats_secrets k8s-dev
 
 docs: sync ## Build the documentation site into site/ (strict: a broken link or anchor fails)
 	NO_MKDOCS_2_WARNING=1 $(VENV_BIN)/mkdocs build --strict

@@ -156,10 +156,12 @@ async def test_replies_are_private_to_the_connection_that_asked(locked):
         assert reply.data == b"ok"
         (reply_subject,) = asked
         assert reply_subject.startswith(f"{asker.inbox_prefix}.")
-        assert asker.inbox_prefix.startswith("_INBOX.ci.") and len(asker.inbox_prefix) >= len("_INBOX.ci.") + 32
+        assert asker.inbox_prefix.startswith("_INBOX.ci.")
+        assert len(asker.inbox_prefix) >= len("_INBOX.ci.") + 32  # 128 random bits, in hex
+        eavesdrops = (reply_subject, f"{asker.inbox_prefix}.>", "_INBOX.ci.>", "_INBOX.*.>", "_INBOX.>")
         for other in ("producer", "collector", "sse-edge", "alert-evaluator", "reader"):
             async with session(locked, other) as s:
-                for subject in (reply_subject, f"{asker.inbox_prefix}.>", "_INBOX.ci.>", "_INBOX.*.>", "_INBOX.>"):
+                for subject in eavesdrops:
                     await s.refused(lambda c=s.client, subject=subject: c.subscribe(subject))
                 # Nor can they answer in the asker's place: no identity may publish on _INBOX.
                 await s.refused(lambda c=s.client: c.publish(reply_subject, b"forged"))

@@ -21,6 +21,21 @@ def ours(compose):
     return {name: (s, s["build"]["target"]) for name, s in compose["services"].items() if "build" in s}
 
 
+# One-shot jobs: they run `python -m <service> provision` (the service's own settings) and exit.
+PROVISIONING = {"collector-provision": "collector", "alert-evaluator-provision": "alert-evaluator"}
+
+
+def known_environment(service):
+    """A service's variables, less the files only its container has (its mounted secrets)."""
+    secrets = {secret["target"] for secret in service.get("secrets", [])}
+    return {k: v for k, v in service.get("environment", {}).items() if v not in secrets}
+
+
+def read_arguments(arguments):
+    """The sub-command whose settings a command reads: `provision` reads the service's own."""
+    return [] if arguments == ["provision"] else arguments
+
+
 def command_of(service, target, dockerfile):
     command = service.get("command") or dockerfile.stage(target).cmd
     assert command[:2] == ["python", "-m"], command
@@ -28,7 +43,7 @@ def command_of(service, target, dockerfile):
 
 
 def test_the_whole_suite_is_there_built_from_the_dockerfile(compose, services, dockerfile):
-    assert set(compose["services"]) == {"nats", "agent", *services}
+    assert set(compose["services"]) == {"nats", "agent", *PROVISIONING, *services}
     for name, (service, target) in ours(compose).items():
         assert target in services, name
         assert image_name(service["image"]) == target
@@ -36,13 +51,15 @@ def test_the_whole_suite_is_there_built_from_the_dockerfile(compose, services, d
         module, arguments = command_of(service, target, dockerfile)
         assert module == services[target].module
         assert (name == "agent") == (arguments == ["agent"]), name
+        assert (name in PROVISIONING) == (arguments == ["provision"]), name
+        assert PROVISIONING.get(name, target) == target, name
     assert compose["services"]["agent"]["profiles"] == ["agent"]
 
 
 def test_every_variable_set_is_one_the_service_reads(compose, services, dockerfile):
     for name, (service, target) in ours(compose).items():
         _, arguments = command_of(service, target, dockerfile)
-        unread = set(service.get("environment", {})) - services[target].variables(arguments)
+        unread = set(service.get("environment", {})) - services[target].variables(read_arguments(arguments))
         assert unread == set(), f"{name} sets variables nothing reads: {sorted(unread)}"
 
 
@@ -56,16 +73,19 @@ def test_services_reach_nats_by_its_compose_name(compose, services):
 def test_ports_and_health_checks_match_what_each_service_serves(compose, services):
     for name, facts in services.items():
         service = compose["services"][name]
-        port = facts.settings(service.get("environment", {})).port
+        port = facts.settings(known_environment(service)).port
         assert [(p["target"], p["published"]) for p in service["ports"]] == [(port, str(port))]
         (url,) = HEALTH_URL.findall(" ".join(service["healthcheck"]["test"]))
         assert url == (str(port), "/readyz"), name
         assert facts.status_of("/readyz") == 503, "readyz must exist and fail without NATS"
 
 
-def test_every_service_but_the_agent_has_a_health_check(compose):
+def test_every_service_but_the_agent_and_the_one_shot_jobs_has_a_health_check(compose):
     for name, service in compose["services"].items():
-        if name != "agent":
+        if name in PROVISIONING:
+            assert service["restart"] == "no", f"{name} runs once, it is not restarted"
+            assert "healthcheck" not in service, name
+        elif name != "agent":
             assert service["healthcheck"]["test"][0] == "CMD", name
     nats_check = " ".join(compose["services"]["nats"]["healthcheck"]["test"])
     assert "http://127.0.0.1:8222/healthz?js-enabled-only=true" in nats_check
@@ -78,16 +98,22 @@ def test_everything_starts_once_what_it_needs_is_healthy(compose):
     def needs(name):
         found = set()
         for dependency, condition in services[name].get("depends_on", {}).items():
-            assert condition["condition"] == "service_healthy", (name, dependency)
-            assert "healthcheck" in services[dependency], dependency
+            if dependency in PROVISIONING:
+                assert condition["condition"] == "service_completed_successfully", (name, dependency)
+            else:
+                assert condition["condition"] == "service_healthy", (name, dependency)
+                assert "healthcheck" in services[dependency], dependency
             found |= {dependency, *needs(dependency)}
         return found
 
     for name in services:
         if name != "nats":
             assert "nats" in needs(name), name
-    # The collector provisions the EVENTS stream, which the others' readiness requires.
-    assert "collector" in needs("sse-edge")
+    # What each service uses on NATS exists before it starts: created as the admin, which the
+    # services' own identities cannot do.
+    for job, service in PROVISIONING.items():
+        assert job in needs(service), service
+    assert {"collector", "collector-provision"} <= needs("sse-edge")
     assert "collector" in needs("alert-evaluator")
 
 
@@ -113,5 +139,5 @@ def test_services_are_hardened_and_stop_gracefully(compose, services):
         assert "no-new-privileges:true" in service["security_opt"], name
         if name in services:
             # No preStop in compose: HTTP drain then NATS drain, each up to the shutdown timeout.
-            timeout = services[target].settings(service.get("environment", {})).shutdown_timeout
+            timeout = services[target].settings(known_environment(service)).shutdown_timeout
             assert parse_duration(service["stop_grace_period"]) >= 2 * timeout, name

@@ -1,7 +1,10 @@
 """k8s/: each overlay rendered with kustomize (kubectl's, from a wheel), validated against the
 Kubernetes schemas offline, and checked against what the services actually run, serve and read."""
 
+import base64
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import kubernetes_validate
@@ -24,7 +27,8 @@ from eh_devtools.manifests import (
     render_kustomization,
     selector_matches,
 )
-from eh_devtools.nats_identities import authorization_block
+from eh_devtools.nats_identities import ADMIN, authorization_block, password_variable
+from eh_devtools.nats_secrets import K8S_DEV_FILE, identity_names, write_k8s_dev_secret
 
 OVERLAYS = ("dev", "prod")
 # The oldest Kubernetes the manifests promise to work on (docs/operations/kubernetes.md), and the
@@ -34,8 +38,25 @@ IMAGE_USER = 10001  # the Dockerfile's USER
 
 
 @pytest.fixture(scope="module", params=OVERLAYS)
-def overlay(request, repo_root):
-    return request.param, render_kustomization(repo_root / "k8s/overlays" / request.param)
+def overlay(request, repo_root, tmp_path_factory):
+    """An overlay as `kubectl apply -k` sends it; dev after `make k8s-dev-secret` (in a copy of k8s/)."""
+    if request.param != "dev":
+        return request.param, render_kustomization(repo_root / "k8s/overlays" / request.param)
+    root = tmp_path_factory.mktemp("k8s-dev")
+    shutil.copytree(repo_root / "k8s", root / "k8s")
+    (root / K8S_DEV_FILE).unlink(missing_ok=True)  # a developer's own file stays out of the test
+    write_k8s_dev_secret(root / K8S_DEV_FILE)
+    return request.param, render_kustomization(root / "k8s/overlays/dev")
+
+
+def secret_ref(name, key):
+    return {"valueFrom": {"secretKeyRef": {"name": name, "key": key}}}
+
+
+def identities_secret_name(objects):
+    """The Secret NATS and the services take the identities' passwords from (generated in dev)."""
+    (name,) = {s for s in referenced_secrets(objects) if re.fullmatch(r"nats-identities(-\w{10})?", s)}
+    return name
 
 
 def service_pods(objects, services):
@@ -115,10 +136,9 @@ def test_every_variable_set_is_one_the_service_reads(overlay, services):
         unread = set(environment) - services[name].variables()
         assert unread == set(), f"{name} sets variables nothing reads: {sorted(unread)}"
         assert environment["NATS_URL"] == "nats://nats:4222"
-        if overlay[0] == "prod":
-            # prod: each service is its own NATS identity, its password from a Secret.
-            assert environment["NATS_USER"] == name
-            assert environment["NATS_PASSWORD"] == VALUE_FROM_CLUSTER
+        # Each service is its own NATS identity, its password from a Secret.
+        assert environment["NATS_USER"] == name
+        assert environment["NATS_PASSWORD"] == VALUE_FROM_CLUSTER
 
 
 def test_every_container_is_hardened_and_has_resources(overlay, services):
@@ -289,18 +309,66 @@ def test_alert_rules_come_from_a_config_map_mounted_into_the_evaluator(overlay, 
     assert rules["data"]["rules.yaml"] == expected_copy()
 
 
-def test_secrets_are_referenced_never_committed_and_documented(overlay, kubernetes_docs):
+def test_secrets_are_referenced_never_committed_and_documented(overlay, kubernetes_docs, repo_root):
     name, objects = overlay
-    assert find(objects, "Secret") == []
-    for secret in referenced_secrets(objects):
-        assert f"`{secret}`" in kubernetes_docs, (
-            f"the Kubernetes docs do not say how to create the Secret {secret}"
-        )
+    secret = identities_secret_name(objects)
+    generated = find(objects, "Secret")
     if name == "prod":
-        assert referenced_secrets(objects) >= {"nats-identities"}
+        assert generated == [], "prod: every Secret is created in the cluster, none comes from the repository"
+        assert secret == "nats-identities"
+    else:
+        # dev: the one Secret is generated from a file that `make k8s-dev-secret` writes and git ignores.
+        (dev_secret,) = generated
+        assert dev_secret["metadata"]["name"] == secret
+        assert dev_secret["metadata"]["labels"]["event-handler/dev-only"] == "true"
+        ignored = subprocess.run(["git", "check-ignore", "-q", str(K8S_DEV_FILE)], cwd=repo_root, check=False)
+        assert ignored.returncode == 0, f"{K8S_DEV_FILE} must be ignored by git"
+        tracked = subprocess.run(
+            ["git", "ls-files", "--error-unmatch", str(K8S_DEV_FILE)],
+            cwd=repo_root,
+            capture_output=True,
+            check=False,
+        )
+        assert tracked.returncode != 0, f"{K8S_DEV_FILE} is committed"
+    for referenced in referenced_secrets(objects):
+        documented = "nats-identities" if referenced == secret else referenced
+        assert f"`{documented}`" in kubernetes_docs, (
+            f"the Kubernetes docs do not say how to create the Secret {documented}"
+        )
 
 
-def test_the_prod_nats_permissions_are_the_tested_ones(repo_root):
-    """The permission table the tests run against a real server is the one prod deploys."""
-    config = (repo_root / "k8s/overlays/prod/nats.conf").read_text(encoding="utf-8")
-    assert authorization_block() in config
+def test_nats_and_every_service_take_their_identities_from_the_secret(overlay, services):
+    """The server gets every identity's password, each service its own only, provisioning the admin's."""
+    name, objects = overlay
+    secret = identities_secret_name(objects)
+    server = nats_pod(objects).container("nats")
+    passwords = {e["name"]: e for e in server["env"] if e["name"].startswith("EH_NATS_")}
+    assert passwords == {
+        password_variable(identity): {"name": password_variable(identity), **secret_ref(secret, identity)}
+        for identity in identity_names()
+    }
+    for service, pod in service_pods(objects, services).items():
+        (container,) = pod.containers
+        nats_env = {e["name"]: e for e in container["env"] if e["name"].startswith("NATS_")}
+        assert nats_env == {
+            "NATS_USER": {"name": "NATS_USER", "value": service},
+            "NATS_PASSWORD": {"name": "NATS_PASSWORD", **secret_ref(secret, service)},
+        }, service
+        for init in pod.spec.get("initContainers", []):
+            assert init["command"] == ["python", "-m", services[service].module, "provision"]
+            init_env = {e["name"]: e for e in init["env"]}
+            assert init_env["NATS_USER"]["value"] == ADMIN
+            assert init_env["NATS_PASSWORD"] == {"name": "NATS_PASSWORD", **secret_ref(secret, ADMIN)}
+    provisioned = {s for s, pod in service_pods(objects, services).items() if pod.spec.get("initContainers")}
+    assert provisioned == {"collector", "alert-evaluator"}, "what the services use exists before they start"
+    if name == "dev":
+        (dev_secret,) = find(objects, "Secret")
+        values = {key: base64.b64decode(value).decode() for key, value in dev_secret["data"].items()}
+        assert set(values) == set(identity_names())
+        assert len(set(values.values())) == len(values), "one password per identity"
+
+
+def test_the_nats_permissions_are_the_tested_ones(overlay):
+    """The permission table the tests run against a real server is the one each overlay deploys."""
+    _, objects = overlay
+    assert authorization_block() in nats_config(objects)

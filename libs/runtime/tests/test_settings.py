@@ -95,7 +95,7 @@ def test_the_nats_password_may_come_from_a_file(monkeypatch, tmp_path):
         ("x", "y", "set NATS_PASSWORD or NATS_PASSWORD_FILE, not both"),
     ],
 )
-def test_a_bad_nats_password_file_stops_the_start_naming_it(monkeypatch, tmp_path, content, password, problem):
+def test_a_bad_nats_password_file_stops_the_start(monkeypatch, tmp_path, content, password, problem):
     secret = tmp_path / "nats-collector"
     if content is not None:
         secret.write_text(content)

@@ -10,6 +10,7 @@
 """
 
 import json
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +22,10 @@ from mkdocs.structure.files import File, Files
 from mkdocs.structure.pages import Page
 
 from eh_devtools import docs_gen
+
+# The apps are built only to read their routes, never served; a service refuses to be built
+# without an explicit AUTH_MODE (`make docs` runs outside the test suite, which sets the same).
+os.environ.setdefault("AUTH_MODE", "none")
 
 _MARKER: Final = re.compile(r"<!--\s*generated:\s*([a-z_-]+)\s*-->")
 PROTO_SCHEMAS: Final = Path(__file__).resolve().parents[4] / "proto-schemas"

@@ -85,6 +85,10 @@ class NatsServer:
     """Where the identities' passwords are kept (default: beside the store); one file for a cluster."""
     producers: tuple[Identity, ...] = (PRODUCER,)
     tls: tuple[Path, Path] | None = None
+    config_file: Path | None = None
+    """A deployment's own configuration (and the files it includes, beside it) instead of the one
+    written here, with `arguments` as its command-line flags; address, port and log stay ours."""
+    arguments: tuple[str, ...] = ()
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
     credentials: Credentials | None = field(default=None, init=False)
 
@@ -149,7 +153,8 @@ class NatsServer:
         offset = log_file.stat().st_size if log_file.exists() else 0
         command = [
             nats_server_binary(),
-            "--config", str(self._write_config()),
+            "--config", str(self.config_file or self._write_config()),
+            *self.arguments,
             "--addr", self.host,
             "--port", str(self.port),
             "--log", str(log_file),
