@@ -16,6 +16,7 @@ import click
 
 from eh_cli.posting import events_from_flags, read_events
 from eh_cli.render import control_json, control_line, event_json, event_line
+from eh_cli.token import token
 from eh_client import Control, EventClient, EventHandlerError
 from eh_client.client import DEFAULT_COLLECTOR_URL, DEFAULT_EDGE_URL, DEFAULT_EVALUATOR_URL
 from eh_contracts.event_types import EventType
@@ -295,3 +296,6 @@ def rules_check(path: Path) -> None:
             click.echo(click.style(f"{path}: {problem}", fg="red"), err=True)
         raise click.exceptions.Exit(1) from None
     click.echo(f"{path}: {len(ruleset.rules)} rule(s) OK (checksum {ruleset.checksum[:12]})")
+
+
+cli.add_command(token)

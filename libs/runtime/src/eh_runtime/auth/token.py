@@ -1,4 +1,5 @@
-"""`python -m eh_runtime.auth.token`: sign a token for development and tests (HS256, AUTH_SECRET).
+"""Sign a token for development and tests (HS256, AUTH_SECRET): `eh token` in the CLI, or
+without it `python -m eh_runtime.auth.token`, which takes the same options:
 
     AUTH_SECRET=... python -m eh_runtime.auth.token --sub dashboard \\
         --subscribe 'node_status,node_metrics' --resources 'node-*' --ttl 8h
@@ -41,14 +42,40 @@ def sign_token(
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
-def _grant(types: str | None, resources: str) -> dict[str, list[str]] | None:
-    if types is None:
-        return None
-    return {"types": _split(types), "resources": _split(resources)}
+def scope_of(
+    *,
+    subscribe: Sequence[str] | None = None,
+    resources: Sequence[str] = ("*",),
+    publish: Sequence[str] | None = None,
+    publish_resources: Sequence[str] = ("*",),
+    admin: bool = False,
+) -> dict[str, Any]:
+    """The `eh` claim granting what the options of a token command say.
+
+    `subscribe` / `publish`: event types (`*`: all), None: that section is not granted; each item
+    may itself be comma-separated, as typed on a command line.
+
+    Raises:
+        ValueError: nothing is granted.
+    """
+    scope: dict[str, Any] = {}
+    for section, types, patterns in (
+        ("subscribe", subscribe, resources),
+        ("publish", publish, publish_resources),
+    ):
+        if types is not None:
+            scope[section] = {"types": split_list(types), "resources": split_list(patterns)}
+    if admin:
+        scope["admin"] = True
+    if not scope:
+        raise ValueError("nothing granted: give --subscribe, --publish and/or --admin")
+    return scope
 
 
-def _split(value: str) -> list[str]:
-    return [item.strip() for item in value.split(",") if item.strip()]
+def split_list(values: Sequence[str] | str) -> list[str]:
+    """`["a,b", "c"]` (or `"a,b"`) → `["a", "b", "c"]`: repeated and comma-separated both work."""
+    items = [values] if isinstance(values, str) else values
+    return [part.strip() for item in items for part in item.split(",") if part.strip()]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -67,17 +94,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not secret:
         print("AUTH_SECRET is not set: the services' HS256 secret signs the token", file=sys.stderr)
         return 2
-    scope: dict[str, Any] = {}
-    for section, grant in (
-        ("subscribe", _grant(args.subscribe, args.resources)),
-        ("publish", _grant(args.publish, args.publish_resources)),
-    ):
-        if grant is not None:
-            scope[section] = grant
-    if args.admin:
-        scope["admin"] = True
-    if not scope:
-        print("nothing granted: give --subscribe, --publish and/or --admin", file=sys.stderr)
+    try:
+        scope = scope_of(
+            subscribe=args.subscribe,
+            resources=args.resources,
+            publish=args.publish,
+            publish_resources=args.publish_resources,
+            admin=args.admin,
+        )
+    except ValueError as error:
+        print(error, file=sys.stderr)
         return 2
     ttl = parse_duration(args.ttl)
     token = sign_token(
