@@ -393,7 +393,7 @@ def test_every_metric_the_docs_name_is_one_a_service_exposes():
 
 def test_every_make_target_the_docs_name_exists():
     makefile = (ROOT / "Makefile").read_text()
-    targets = set(re.findall(r"^([a-z][a-z-]*):", makefile, re.MULTILINE))
+    targets = set(re.findall(r"^([a-z][a-z0-9-]*):", makefile, re.MULTILINE))
     for page in PAGES:
-        for target in re.findall(r"`make ([a-z][a-z-]*)", page.read_text(encoding="utf-8")):
+        for target in re.findall(r"`make ([a-z][a-z0-9-]*)", page.read_text(encoding="utf-8")):
             assert target in targets, f"{page.relative_to(ROOT)}: make {target}"
