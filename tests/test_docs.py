@@ -129,6 +129,9 @@ def _clean_environment() -> dict[str, str]:
         "COLLECTOR_",
         "ALERT_EVALUATOR_",
         "AGENT",
+        "AUTH_",  # the suite sets AUTH_MODE=none; a reader's shell has no AUTH_MODE
+        "CORS_",
+        "HTTP_",
         "LOG_",
         "DATA_DIR",
     )

@@ -1,6 +1,8 @@
 from datetime import timedelta
 
 import pytest
+from pydantic import Field
+from pydantic_settings import BaseSettings
 
 from eh_runtime.settings import (
     LoggingSettings,
@@ -106,3 +108,17 @@ def test_a_bad_nats_password_file_stops_the_start(monkeypatch, tmp_path, content
         load_settings(NatsSettings)
     assert f"NATS_PASSWORD_FILE='{secret}'" in str(stopped.value)
     assert problem in str(stopped.value)
+
+
+class AgentLikeSettings(BaseSettings):
+    """A process with logging only (like the host agent): no NATS, no HTTP server, no auth."""
+
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+
+
+def test_a_process_is_asked_only_for_the_groups_it_has(monkeypatch):
+    monkeypatch.delenv("AUTH_MODE", raising=False)
+    monkeypatch.setenv("NATS_CONNECT_TIMEOUT", "soon")  # not this process's: not its problem
+    assert load_settings(AgentLikeSettings).logging == LoggingSettings()
+    with pytest.raises(SettingsError, match="AUTH_MODE"):
+        load_settings(ExampleSettings)

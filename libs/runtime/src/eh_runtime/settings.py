@@ -269,11 +269,14 @@ def load_settings(cls: type[SettingsT]) -> SettingsT:
         SettingsError: a SystemExit whose message names each variable and what is wrong.
     """
     problems: list[str] = []
-    for group in _GROUPS:
+    groups = _group_fields(cls)
+    # Only the groups `cls` holds: the host agent has no NATS connection nor HTTP auth, and must
+    # not be asked for AUTH_MODE (it was, and `make run` stopped when the agent exited).
+    for group in dict.fromkeys(groups.values()):
         problems += _problems(group, lambda g=group: g())
     # With the groups checked on their own, the service's own variables are checked with the
     # groups stubbed out, so every bad variable is reported at once, not the first one only.
-    stubs: dict[str, Any] = {name: group.model_construct() for name, group in _group_fields(cls).items()}
+    stubs: dict[str, Any] = {name: group.model_construct() for name, group in groups.items()}
     problems += _problems(cls, lambda: cls.model_validate(stubs))
     if problems:
         raise SettingsError("\n".join([f"invalid configuration ({len(problems)} problem(s)):", *problems]))
