@@ -59,6 +59,11 @@ class ConnectionLimits:
         self.total += 1
         self._by_address[address] = held + 1
 
+    @property
+    def held(self) -> tuple[int, dict[str, int], dict[str, int]]:
+        """Streams held now: in all, by address, by principal (copies)."""
+        return self.total, dict(self._by_address), dict(self._by_principal)
+
     def release(self, address: str, principal: str | None = None) -> None:
         self.total -= 1
         _decrement(self._by_address, address)

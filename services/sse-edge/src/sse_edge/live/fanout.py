@@ -47,6 +47,11 @@ class FanoutIndex:
     def group_count(self) -> int:
         return len(self._groups)
 
+    @property
+    def subscription_count(self) -> int:
+        """Open streams that `PATCH /api/v1/subscriptions/{id}` can name."""
+        return len(self._by_subscription)
+
     def add(self, client: Subscriber) -> None:
         """Register `client`: from now on every live event it wants is kept for it."""
         self._subscribers.add(client)

@@ -102,7 +102,10 @@ class FilterGroup:
         self._base_bytes = 0  # bytes appended before the first row
         self._total_bytes = 0
         self._trim_at = max_bytes + max_bytes // 4
-        self._parked: list[GroupReader] = []
+        # Readers to wake at the next append. A dict, so that a reader leaves it in O(1) when it
+        # leaves the group: one left behind would hold its stream (socket, request, this group
+        # and its log, through the reader's own reference to it) in a cycle until the collector runs.
+        self._parked: dict[GroupReader, None] = {}
         self._chunk_range = (0, 0)
         self._chunk = b""
 
@@ -112,8 +115,9 @@ class FilterGroup:
         return self.end
 
     def remove_reader(self, reader: GroupReader) -> None:
-        """`reader` no longer pins the log."""
+        """`reader` no longer pins the log, nor waits for its next frame."""
         self.readers.discard(reader)
+        self._parked.pop(reader, None)
 
     @property
     def last_seq(self) -> int:
@@ -131,7 +135,7 @@ class FilterGroup:
         self.end += 1
         if self._parked:
             parked = self._parked
-            self._parked = []
+            self._parked = {}
             for reader in parked:
                 reader.frames_arrived()
         if self._total_bytes - self._base_bytes > self._trim_at:
@@ -139,7 +143,7 @@ class FilterGroup:
 
     def park(self, reader: GroupReader) -> None:
         """Tell `reader` about the next append, once (it parks again after writing)."""
-        self._parked.append(reader)
+        self._parked[reader] = None
 
     def pending_bytes(self, pos: int) -> int:
         index = pos - self._base
