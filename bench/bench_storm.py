@@ -205,7 +205,7 @@ def storm(
         resumes_before = metric(server.port, "eventhandler_edge_resumes_total")
         disconnects_before = metric(server.port, "eventhandler_nats_disconnects_total")
         writes_before = metric(server.port, "eventhandler_edge_writes_total")
-        created_before = metric(server.port, "eventhandler_edge_jetstream_consumers_created_total")
+        created_before = metric(server.port, "eventhandler_edge_history_consumers_total")
         start_at = time.time() + 1.0
         paths = [f"/api/v1/events?resource_id=node-{i % 100}" for i in range(clients)]
         loads = []
@@ -259,7 +259,7 @@ def storm(
         resumes_after = metric(server.port, "eventhandler_edge_resumes_total")
         disconnects_after = metric(server.port, "eventhandler_nats_disconnects_total")
         writes_after = metric(server.port, "eventhandler_edge_writes_total")
-        created_after = metric(server.port, "eventhandler_edge_jetstream_consumers_created_total")
+        created_after = metric(server.port, "eventhandler_edge_history_consumers_total")
     times = [t for result in results for t in result["times"]]
     errors: dict[str, int] = {}
     for result in results:

@@ -51,7 +51,7 @@ HISTORY_READS_WAITING = Gauge(
     "MAX_CONCURRENT_REPLAYS, SSE_EDGE_REPLAY_PENDING_TOTAL_BYTES, SSE_EDGE_REPLAY_STARTS_PER_SECOND).",
 )
 CONSUMERS_CREATED = Counter(
-    "eventhandler_edge_jetstream_consumers_created",
+    "eventhandler_edge_history_consumers",
     "JetStream consumers this edge created for history, by purpose: read (a replay, a snapshot, a "
     "page) or probe (counting matches). Resumes from the window of recent events create none.",
     ["purpose"],
