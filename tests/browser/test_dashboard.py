@@ -112,6 +112,8 @@ async def test_an_edge_restart_loses_and_repeats_nothing(stack: Stack, page: Pag
     await page.wait_for_function("window.__eh.farm.recent.length >= 30", timeout=20_000)
     await wait_live(page)
     assert await recent_seqs(page) == [e.seq for e in published]
+    # The table is drawn at the next animation frame after the events arrive, not with them.
+    await page.wait_for_function("document.querySelectorAll('#events tbody tr[data-seq]').length >= 30")
     rows = await page.locator("#events tbody tr[data-seq]").evaluate_all(
         "rows => rows.map(r => Number(r.dataset.seq))"
     )
