@@ -18,6 +18,7 @@ frames in raw bytes, parsing nothing per event.
 import argparse
 import asyncio
 import os
+import re
 import socket
 import statistics
 import subprocess
@@ -170,12 +171,29 @@ def start_edge(nats_url: str) -> tuple[subprocess.Popen[bytes], int]:
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                wait_for_prefill(port, deadline)
                 return process, port
         except httpx.TransportError:
             pass
         time.sleep(0.1)
     process.kill()
     raise RuntimeError("the edge did not become ready")
+
+
+def wait_for_prefill(port: int, deadline: float) -> float:
+    """Until the live feed has read what the edge fills its window of recent events with at start
+    (`SSE_EDGE_RECENT_EVENTS_PREFILL`: the last 60 s, here the events just stored). The figures
+    below are the steady state; the prefill's own time is returned and printed."""
+    started = time.monotonic()
+    lag = re.compile(r"^eventhandler_edge_feed_lag_events (\S+)$", re.MULTILINE)
+    while time.monotonic() < deadline:
+        found = lag.search(httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text)
+        if found is not None and float(found[1]) == 0:
+            seconds = time.monotonic() - started
+            print(f"edge ready; its window of recent events prefilled {seconds:.1f} s later")
+            return seconds
+        time.sleep(0.1)
+    raise RuntimeError("the edge's live feed did not catch up")
 
 
 def main() -> None:
