@@ -13,7 +13,6 @@ import secrets
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 import nats
 import structlog
@@ -98,8 +97,7 @@ class NatsConnection:
         # its identity may subscribe to (NATS permissions): no other identity can read them, and no
         # other connection of the same identity can guess them.
         options["inbox_prefix"] = private_inbox_prefix(
-            self.settings.inbox_prefix
-            or inbox_scope(self.settings.user or _user_in(self.settings.servers) or self.name)
+            self.settings.inbox_prefix or inbox_scope(self.settings.user or url_user or self.name)
         )
         if self.settings.tls_ca or self.settings.tls_cert:
             options["tls"] = client_tls_context(self.settings)
@@ -190,12 +188,6 @@ def private_inbox_prefix(scope: str) -> str:
 def without_credentials(urls: str) -> str:
     """NATS URL(s) for a log line: `user:password@` removed."""
     return _CREDENTIALS.sub("://", urls)
-
-
-def _user_in(servers: list[str]) -> str | None:
-    """The user named in the first server URL (`nats://user:password@host`), if any."""
-    parsed = urlsplit(servers[0]) if servers else None
-    return parsed.username if parsed is not None else None
 
 
 def client_tls_context(settings: NatsSettings) -> ssl.SSLContext:
