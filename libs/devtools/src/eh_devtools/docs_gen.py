@@ -33,27 +33,11 @@ from pydantic_settings import BaseSettings
 
 from eh_devtools.service_catalog import ServiceFacts, service_facts, settings_classes
 from eh_runtime.settings import (
-    AuthSettings,
-    CorsSettings,
-    HttpServerSettings,
-    LoggingSettings,
-    NatsSettings,
-    StreamSettings,
+    SHARED_GROUPS,
     duration_text,
     size_text,
     variable_name,
 )
-
-SHARED_GROUPS: Final[tuple[type[BaseSettings], ...]] = (
-    NatsSettings,
-    StreamSettings,
-    LoggingSettings,
-    HttpServerSettings,
-    AuthSettings,
-    CorsSettings,
-)
-"""Groups every service reads with the same variables (`NATS_*`, `EVENTS_*`, `LOG_*`, `HTTP_*`,
-`AUTH_*`, `CORS_*`)."""
 
 _NAMESPACE: Final = "eventhandler_"
 

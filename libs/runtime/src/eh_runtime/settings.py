@@ -27,6 +27,7 @@ from eh_runtime.auth.settings import AuthSettings, CorsSettings
 from eh_runtime.durations import Duration, parse_duration
 
 __all__ = [
+    "SHARED_GROUPS",
     "AuthSettings",
     "CorsSettings",
     "Duration",
@@ -283,7 +284,7 @@ def load_settings(cls: type[SettingsT]) -> SettingsT:
     return cls()
 
 
-_GROUPS: tuple[type[BaseSettings], ...] = (
+SHARED_GROUPS: tuple[type[BaseSettings], ...] = (
     NatsSettings,
     StreamSettings,
     LoggingSettings,
@@ -291,13 +292,15 @@ _GROUPS: tuple[type[BaseSettings], ...] = (
     AuthSettings,
     CorsSettings,
 )
+"""Groups every service reads with the same variables (`NATS_*`, `EVENTS_*`, `LOG_*`, `HTTP_*`,
+`AUTH_*`, `CORS_*`): checked on their own by `load_settings`, documented once by the docs."""
 
 
 def _group_fields(cls: type[BaseSettings]) -> dict[str, type[BaseSettings]]:
     return {
         name: field.annotation
         for name, field in cls.model_fields.items()
-        if isinstance(field.annotation, type) and field.annotation in _GROUPS
+        if isinstance(field.annotation, type) and field.annotation in SHARED_GROUPS
     }
 
 
