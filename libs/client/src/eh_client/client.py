@@ -75,6 +75,14 @@ class EventClient:
         }
         return cls(**(settings | overrides))
 
+    def set_token(self, token: str | None) -> None:
+        """Send `token` from the next request on (a renewed one), or none."""
+        for http in (self.edge, self.collector, self.evaluator):
+            if token:
+                http.headers["Authorization"] = f"Bearer {token}"
+            else:
+                http.headers.pop("Authorization", None)
+
     async def __aenter__(self) -> Self:
         return self
 

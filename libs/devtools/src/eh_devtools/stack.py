@@ -5,7 +5,8 @@ NATS identity per service (passwords generated into `.data/nats/` on first start
 client is refused), provisions the `EVENTS` stream and the buckets as the admin, starts the
 services, each with its own identity, waits until each answers `/readyz`, and
 prints their URLs. Then the host agent (`python -m collector agent`) reports this machine to the
-collector, unless `AGENT=0`. Ctrl-C or SIGTERM stops everything: services first (they drain), then NATS.
+collector, unless `AGENT=0`; under `AUTH_MODE=jwt` with `AUTH_SECRET`, with a token signed for it
+(see `sign_agent_token`). Ctrl-C or SIGTERM stops everything: services first (they drain), then NATS.
 Children also get SIGTERM from the kernel if this process dies, so none is left orphaned.
 """
 
@@ -15,7 +16,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Final
 
@@ -23,10 +26,15 @@ import httpx
 
 from eh_devtools.nats_server import NatsServer, die_with_parent
 from eh_devtools.provisioning import provision_all
+from eh_runtime.auth.token import sign_token
+from eh_runtime.host_agent import DEFAULT_DOCKER_SOCKET, default_node_id, host_agent_scope
 from eh_runtime.settings import StreamSettings
 
 _READY_TIMEOUT_SECONDS: Final = 60.0
 _STOP_TIMEOUT_SECONDS: Final = 20.0
+AGENT_TOKEN_TTL: Final = timedelta(hours=12)
+"""Short enough that a token copied out of `.data/` soon stops working; the stack renews it at
+half its life, for as long as `make run` runs (the agent reads the file again when it changes)."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +52,32 @@ SERVICES: Final = (
 )
 
 
+def sign_agent_token(environ: Mapping[str, str]) -> str:
+    """A token for the host agent `make run` starts, signed with AUTH_SECRET as `eh token` signs.
+
+    Its subject names the agent and its node; it may publish exactly what the agent sends: the
+    node's status and metrics (about this node only), and the container types when the agent
+    will find a Docker engine (about any resource: see `host_agent_scope`). Issuer and audience
+    are the ones the services check (AUTH_ISSUER, AUTH_AUDIENCE).
+
+    Raises:
+        ValueError: AUTH_SECRET is not set.
+    """
+    secret = environ.get("AUTH_SECRET")
+    if not secret:
+        raise ValueError("AUTH_SECRET is not set: it signs the host agent's token")
+    node_id = environ.get("AGENT_NODE_ID") or default_node_id()
+    containers = os.path.exists(environ.get("AGENT_DOCKER_SOCKET") or DEFAULT_DOCKER_SOCKET)
+    return sign_token(
+        secret,
+        f"host-agent:{node_id}",
+        host_agent_scope(node_id, containers=containers),
+        ttl_seconds=AGENT_TOKEN_TTL.total_seconds(),
+        audience=environ.get("AUTH_AUDIENCE") or "event-handler",
+        issuer=environ.get("AUTH_ISSUER") or None,
+    )
+
+
 class Stack:
     def __init__(self, environ: dict[str, str]) -> None:
         self.environ = environ
@@ -51,6 +85,8 @@ class Stack:
         self.nats: NatsServer | None = None
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.stop_requested = False
+        self.agent_token_file: Path | None = None
+        self._agent_token_renewal = 0.0
 
     def port(self, variable: str, default: int) -> int:
         return int(self.environ.get(variable, default))
@@ -127,7 +163,12 @@ class Stack:
         if self.environ.get("AGENT", "1").strip().lower() in ("0", "false", "no", "off", ""):
             return
         collector = next(spec for spec in SERVICES if spec.name == "collector")
-        env = {**self.environ, "AGENT_COLLECTOR_URL": self.url_of(collector), "LOG_FORMAT": "console"}
+        env = {
+            **self.environ,
+            **self.agent_credentials(),
+            "AGENT_COLLECTOR_URL": self.url_of(collector),
+            "LOG_FORMAT": "console",
+        }
         self.processes["agent"] = subprocess.Popen(
             [sys.executable, "-m", "collector", "agent"],
             env=env,
@@ -138,6 +179,35 @@ class Stack:
             f"started agent (pid {self.processes['agent'].pid}): this machine reports to the collector",
             flush=True,
         )
+
+    def agent_credentials(self) -> dict[str, str]:
+        """The agent's token file under `AUTH_MODE=jwt`, signed here unless one was given."""
+        if self.environ.get("AUTH_MODE") != "jwt" or self.environ.get("AGENT_TOKEN"):
+            return {}
+        if self.environ.get("AGENT_TOKEN_FILE"):
+            return {}
+        if not self.environ.get("AUTH_SECRET"):
+            print(
+                "AUTH_MODE=jwt without AUTH_SECRET: make run cannot sign the host agent's token; "
+                "give it one with AGENT_TOKEN_FILE (or AGENT=0)",
+                flush=True,
+            )
+            return {}
+        self.agent_token_file = self.data_dir / "agent" / "token"
+        self.renew_agent_token()
+        return {"AGENT_TOKEN_FILE": str(self.agent_token_file)}
+
+    def renew_agent_token(self) -> None:
+        """Write a fresh token, whole (a new file renamed over the old one), readable by us only."""
+        assert self.agent_token_file is not None
+        self.agent_token_file.parent.mkdir(parents=True, exist_ok=True)
+        fresh = self.agent_token_file.with_name(f"{self.agent_token_file.name}.new")
+        fresh.unlink(missing_ok=True)
+        descriptor = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            file.write(sign_agent_token(self.environ) + "\n")
+        fresh.replace(self.agent_token_file)
+        self._agent_token_renewal = time.monotonic() + AGENT_TOKEN_TTL.total_seconds() / 2
 
     def url_of(self, spec: ServiceSpec) -> str:
         return f"http://localhost:{self.port(spec.port_variable, spec.default_port)}"
@@ -159,6 +229,12 @@ class Stack:
             )
         if self.nats is not None and self.nats.monitor_url:
             lines.append(f"  NATS monitoring  {self.nats.monitor_url}")
+        if self.agent_token_file is not None:
+            hours = AGENT_TOKEN_TTL.total_seconds() / 3600
+            lines.append(
+                f"  agent token      {self.agent_token_file} (signed with AUTH_SECRET for {hours:g} h, "
+                "renewed while this runs)"
+            )
         if self.environ.get("AUTH_MODE", "none") == "none":
             lines += [
                 "",
@@ -178,6 +254,12 @@ class Stack:
             if self.nats is not None and not self.nats.running:
                 print("nats-server exited; stopping the stack", flush=True)
                 return 1
+            if self.agent_token_file is not None and time.monotonic() > self._agent_token_renewal:
+                try:
+                    self.renew_agent_token()
+                except OSError as error:
+                    print(f"cannot renew the agent's token ({error}); trying again in a minute", flush=True)
+                    self._agent_token_renewal = time.monotonic() + 60
             time.sleep(0.2)
         return 0
 

@@ -3,8 +3,8 @@ stats of its Docker containers when a Docker engine is there.
 
 The collector keeps only real transitions, so the agent simply reports every container's current
 state each time; a container that disappeared is reported `removed` once. When the collector is
-unreachable the agent logs it and tries again at the next interval: samples are not queued, since
-a fresh one follows.
+unreachable, or refuses the agent's token, the agent logs it (once, until the outcome changes) and
+tries again at the next interval: samples are not queued, since a fresh one follows.
 """
 
 import asyncio
@@ -18,7 +18,9 @@ import structlog
 
 from collector.agent.docker_engine import DockerEngine, container_metrics_data, container_status_event
 from collector.agent.host_sampler import HostSampler, primary_ip
+from collector.agent.report_log import ReportLog, describe_failure
 from collector.agent.settings import AgentSettings
+from collector.agent.token_file import TokenFile
 from eh_client import EventClient, EventHandlerError
 
 log = structlog.get_logger(__name__)
@@ -34,6 +36,9 @@ class Agent:
         self.sampler = HostSampler()
         self.docker = DockerEngine(settings.docker_socket) if os.path.exists(settings.docker_socket) else None
         self._containers: set[str] = set()
+        self.token_file = TokenFile(settings.token_file) if settings.token_file else None
+        self.report_log = ReportLog()
+        self._token_file_error: str | None = None
 
     async def report_once(self) -> dict[str, Any]:
         """One round: heartbeat with metrics, then containers. Returns the heartbeat's answer."""
@@ -79,6 +84,24 @@ class Agent:
                     errors=list(rejected.errors) or rejected.error,
                 )
 
+    def _use_renewed_token(self) -> None:
+        if self.token_file is None:
+            return
+        try:
+            token = self.token_file.renewed()
+        except OSError as error:
+            if self._token_file_error != str(error):  # once, not every round
+                log.warning(
+                    "token file unreadable; the last token read is kept",
+                    path=str(self.token_file.path),
+                    error=str(error),
+                )
+            self._token_file_error = str(error)
+            return
+        self._token_file_error = None
+        if token is not None:
+            self.client.set_token(token)
+
     async def run(self, stop: asyncio.Event) -> None:
         log.info(
             "agent started",
@@ -88,13 +111,14 @@ class Agent:
         )
         interval = self.settings.interval.total_seconds()
         while not stop.is_set():
+            self._use_renewed_token()
             try:
                 await self.report_once()
             except (httpx.HTTPError, EventHandlerError) as error:
-                log.warning(
-                    "collector unreachable; next try at the next interval",
-                    error=f"{type(error).__name__}: {error}",
-                )
+                has_token = self.settings.token is not None or self.token_file is not None
+                self.report_log.failed(*describe_failure(error, has_token=has_token))
+            else:
+                self.report_log.succeeded()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval)
         if self.docker is not None:

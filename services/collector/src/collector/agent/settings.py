@@ -1,16 +1,13 @@
-import re
-import socket
 from datetime import timedelta
+from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from eh_runtime.host_agent import DEFAULT_DOCKER_SOCKET, default_node_id
 from eh_runtime.settings import Duration, LoggingSettings
 
-
-def default_node_id() -> str:
-    """The host name as a resource id: characters a subject token cannot hold become `-`."""
-    return re.sub(r"[^A-Za-z0-9_:-]", "-", socket.gethostname())[:128] or "localhost"
+__all__ = ["AgentSettings", "default_node_id"]
 
 
 class AgentSettings(BaseSettings):
@@ -26,7 +23,7 @@ class AgentSettings(BaseSettings):
     )
     interval: Duration = Field(default=timedelta(seconds=5), description="Time between two samples.")
     docker_socket: str = Field(
-        default="/var/run/docker.sock",
+        default=DEFAULT_DOCKER_SOCKET,
         description="Docker engine socket; containers are reported when it exists.",
     )
     request_timeout: Duration = Field(
@@ -34,7 +31,29 @@ class AgentSettings(BaseSettings):
     )
     token: SecretStr | None = Field(
         default=None,
-        description="Bearer token for the collector (eh.publish: node_status, node_metrics, "
-        "container_status, container_metrics for this node and its containers); unset when auth is off.",
+        description="Bearer token for the collector (eh.publish: node_status and node_metrics of this node; "
+        "container_status and container_metrics too when Docker runs); unset when auth is off. "
+        "`make run` signs one when AUTH_MODE=jwt and AUTH_SECRET are set.",
+    )
+    token_file: str | None = Field(
+        default=None,
+        description="File holding the bearer token (a mounted secret), instead of AGENT_TOKEN; read again "
+        "whenever it changes, so a renewed token is used without a restart.",
     )
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+
+    @field_validator("token_file")
+    @classmethod
+    def _token_file_readable(cls, path: str | None, info: ValidationInfo) -> str | None:
+        """A missing, unreadable or empty file stops the agent at start, naming the variable."""
+        if path is None:
+            return None
+        if info.data.get("token") is not None:
+            raise ValueError("set AGENT_TOKEN or AGENT_TOKEN_FILE, not both")
+        try:
+            token = Path(path).read_text(encoding="utf-8").strip()
+        except OSError as error:
+            raise ValueError(f"cannot be read: {error.strerror}") from None
+        if not token:
+            raise ValueError("the file is empty")
+        return path
