@@ -249,3 +249,8 @@ def test_agent_token_and_agent_token_file_are_one_or_the_other(tmp_path):
         AgentSettings(token_file=str(tmp_path / "missing"))
     with pytest.raises(ValueError, match="not both"):
         AgentSettings(token="t", token_file=str(empty))
+
+
+def test_an_empty_agent_token_file_variable_means_none(monkeypatch):
+    monkeypatch.setenv("AGENT_TOKEN_FILE", "")
+    assert AgentSettings().token_file is None

@@ -13,7 +13,7 @@ __all__ = ["AgentSettings", "default_node_id"]
 class AgentSettings(BaseSettings):
     """`AGENT_*` variables, plus `LOG_*`."""
 
-    model_config = SettingsConfigDict(env_prefix="AGENT_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="AGENT_", extra="ignore", env_ignore_empty=True)
 
     collector_url: str = Field(default="http://127.0.0.1:8001", description="Where the collector listens.")
     node_id: str = Field(
