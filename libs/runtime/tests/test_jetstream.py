@@ -30,10 +30,21 @@ def test_reply_subjects_v1_and_v2_give_the_same_positions():
     assert [ack_reply_splits(r) for r in (V1, V2, V2_TOKEN)] == [4, 4, 5]
 
 
-@pytest.mark.parametrize("reply", ["", "_INBOX.abc", "$JS.ACK.EVENTS.c1.1.42", "$JS.FC.EVENTS.a.b.c.d.e.f.g"])
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "",
+        "_INBOX.abc",
+        "$JS.ACK.EVENTS.c1.1.42",
+        "$JS.FC.EVENTS.a.b.c.d.e.f.g",
+        "$JS.FC.d.h.EVENTS.c1.1.42.7.1.0",
+    ],
+)
 def test_what_is_not_an_ack_reply_is_refused(reply):
     with pytest.raises(ValueError, match="not a JetStream ack reply subject"):
         stream_sequence(reply)
+    with pytest.raises(ValueError, match="not a JetStream ack reply subject"):
+        delivery_position(reply)
 
 
 @pytest.mark.nats

@@ -19,7 +19,7 @@ from eh_runtime.stream import EVENTS_STREAM
 from sse_edge.app import create_app
 from sse_edge.history.jetstream_history import JetStreamHistory
 from sse_edge.live.recent_events import RecentEvents
-from sse_edge.metrics import CONSUMERS_CREATED, EVENTS_REREAD, FEED_LAST_SEQ, HISTORY_READS_WAITING, RESUMES
+from sse_edge.metrics import CONSUMERS_CREATED, EVENTS_REREAD, FEED, HISTORY_READS_WAITING, RESUMES
 
 pytestmark = pytest.mark.nats
 
@@ -206,7 +206,7 @@ async def test_a_stalled_clients_replay_holds_bounded_memory_and_stays_exact(
         for start in range(0, 4000, 500):  # ~12 MB of events
             stored += await store_bulk(js, [event(n, message_bytes=3000) for n in range(start, start + 500)])
         async with asyncio.timeout(20):  # the feed has them all: none is live for the client below
-            while FEED_LAST_SEQ._value.get() < stored[-1]:
+            while FEED.last_seq < stored[-1]:
                 await asyncio.sleep(0.05)
         port = edge.base_url.port
         loop = asyncio.get_running_loop()
@@ -251,7 +251,7 @@ async def test_a_replay_waiting_its_turn_outlives_more_live_events_than_its_buff
         history: JetStreamHistory = app.state.history
         stored = await store_bulk(js, [event(n, message_bytes=3000) for n in range(3000)])
         async with asyncio.timeout(20):
-            while FEED_LAST_SEQ._value.get() < stored[-1]:
+            while FEED.last_seq < stored[-1]:
                 await asyncio.sleep(0.05)
         loop = asyncio.get_running_loop()
         stalled = socket.socket()

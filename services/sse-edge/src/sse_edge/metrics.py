@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import Final
 
 from prometheus_client import REGISTRY, Counter, Gauge
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 CONNECTIONS = Gauge("eventhandler_edge_connections", "SSE clients connected now.")
 CONNECTIONS_OPENED = Counter("eventhandler_edge_connections_opened", "SSE streams opened.")
@@ -66,14 +66,40 @@ REPLAY_RETRIES = Counter(
     "Replays that met a NATS timeout or disconnect and went on from their last event after a pause, "
     "instead of ending the stream.",
 )
-FEED_EVENTS = Counter("eventhandler_edge_feed_events", "Events received by this edge's live feed.")
-FEED_LAST_SEQ = Gauge(
-    "eventhandler_edge_feed_last_sequence", "Stream sequence of the last event received live."
-)
-FEED_LAG = Gauge(
-    "eventhandler_edge_feed_lag_events",
-    "Events stored in the stream that the live feed has not received yet (its consumer's pending).",
-)
+
+
+class FeedStats:
+    """What the live feed received, kept in plain ints and read by Prometheus at scrape time.
+
+    Updated once per event: three prometheus_client updates (each takes a lock) cost 1 µs an
+    event, a fifth of the feed's own work; these three stores cost well under a tenth of that.
+    """
+
+    __slots__ = ("events", "lag", "last_seq")
+
+    def __init__(self) -> None:
+        self.events = 0
+        self.last_seq = 0
+        self.lag = 0
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(
+            "eventhandler_edge_feed_events", "Events received by this edge's live feed.", value=self.events
+        )
+        yield GaugeMetricFamily(
+            "eventhandler_edge_feed_last_sequence",
+            "Stream sequence of the last event received live.",
+            value=self.last_seq,
+        )
+        yield GaugeMetricFamily(
+            "eventhandler_edge_feed_lag_events",
+            "Events stored in the stream that the live feed has not received yet (its consumer's pending).",
+            value=self.lag,
+        )
+
+
+FEED: Final = FeedStats()
+REGISTRY.register(FEED)
 
 
 LAG_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)

@@ -26,7 +26,7 @@ from sse_edge.http.sse_frames import event_frame
 from sse_edge.live.fanout import FanoutIndex
 from sse_edge.live.filter_group import FramedEvent
 from sse_edge.live.recent_events import RecentEvents
-from sse_edge.metrics import FEED_EVENTS, FEED_LAG, FEED_LAST_SEQ
+from sse_edge.metrics import FEED
 from sse_edge.stored_message_check import StoredMessageCheck
 
 log = structlog.get_logger(__name__)
@@ -101,9 +101,10 @@ class LiveFeed:
             return
         seq, stored_ns, pending = delivery_position(msg.reply)
         event_type, _, resource_id = subject[len(_SUBJECT_PREFIX) :].partition(".")
-        FEED_EVENTS.inc()
-        FEED_LAST_SEQ.set(seq)
-        FEED_LAG.set(pending)
+        stats = FEED
+        stats.events += 1
+        stats.last_seq = seq
+        stats.lag = pending
         headers = msg.headers
         marked = headers is not None and headers.get(ENVELOPE_HEADER) == ENVELOPE_VERSION
         if not (marked and resource_id) and not self._check.sendable(msg, seq):

@@ -28,7 +28,9 @@ from eh_contracts.subjects import SubjectFilter
 from sse_edge.time_window import TimeWindow
 
 
-@dataclass(slots=True, frozen=True)
+# Not frozen: a frozen dataclass's __init__ sets each field through object.__setattr__, 0.5 µs
+# against 0.13 µs, and the live feed makes one per event. Nothing changes one after it is made.
+@dataclass(slots=True)
 class FramedEvent:
     """A live event as every client receives it: framed once, shared by reference."""
 

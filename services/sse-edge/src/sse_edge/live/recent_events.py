@@ -90,20 +90,31 @@ class RecentEvents:
         return len(self._seqs)
 
     def append(self, event_type: str, resource_id: str, event: FramedEvent, payload: bytes) -> None:
+        # Once per live event: written out, not through `skipped` and `_index` (0.7 µs against 1.1).
         if self.max_bytes <= 0:
             return
-        self.skipped(event.seq)
-        position = self._base + len(self._seqs)
-        self._seqs.append(event.seq)
-        self._frames.append(event.frame)
+        seq, frame = event.seq, event.frame
+        if self.low == 0:
+            self.low = seq
+        self.last_seq = seq
+        seqs = self._seqs
+        position = self._base + len(seqs)
+        seqs.append(seq)
+        self._frames.append(frame)
         self._payloads.append(payload)
         self._types.append(event_type)
         self._resources.append(resource_id)
-        _index(self._by_type, event_type).append(position)
-        _index(self._by_resource, resource_id).append(position)
-        self._total_bytes += len(event.frame) + len(payload) + _ENTRY_OVERHEAD
-        self._ends.append(self._total_bytes)
-        if self._total_bytes - self._base_bytes > self.max_bytes:
+        by_type = self._by_type.get(event_type)
+        if by_type is None:
+            by_type = self._by_type[event_type] = array("q")
+        by_type.append(position)
+        by_resource = self._by_resource.get(resource_id)
+        if by_resource is None:
+            by_resource = self._by_resource[resource_id] = array("q")
+        by_resource.append(position)
+        total = self._total_bytes = self._total_bytes + len(frame) + len(payload) + _ENTRY_OVERHEAD
+        self._ends.append(total)
+        if total - self._base_bytes > self.max_bytes:
             self._evict()
 
     def skipped(self, seq: int) -> None:
@@ -181,13 +192,6 @@ class RecentEvents:
                     del index[key]
                 elif gone:
                     del positions[:gone]
-
-
-def _index(index: dict[str, Ints], key: str) -> Ints:
-    positions = index.get(key)
-    if positions is None:
-        positions = index[key] = array("q")
-    return positions
 
 
 def _positions(index: dict[str, Ints], keys: Iterable[str], start: int) -> tuple[Iterable[int], int]:
