@@ -1,5 +1,6 @@
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import json
 from collections.abc import AsyncIterator
@@ -18,7 +19,7 @@ from eh_runtime.stream import EVENTS_STREAM
 from sse_edge.app import create_app
 from sse_edge.http import event_routes
 from sse_edge.http.connection_limits import ConnectionLimits
-from sse_edge.http.dependencies import connection_limits_of
+from sse_edge.http.dependencies import edge_of
 
 pytestmark = pytest.mark.nats
 
@@ -241,7 +242,9 @@ async def test_the_stream_route_resolves_its_dependencies_per_request(edge_app, 
             super().admit(address, principal)
 
     guarded = GuardedLimits(limits.max_total, limits.max_per_address, int(limits.retry_after))
-    edge_app.dependency_overrides[connection_limits_of] = lambda: guarded
+    edge_app.dependency_overrides[edge_of] = lambda: dataclasses.replace(
+        edge_app.state.edge, connection_limits=guarded
+    )
     async with serving(edge_app) as client:
         refused = await client.get("/api/v1/events")
         assert (refused.status_code, refused.json()) == (401, {"detail": "not you"})

@@ -15,6 +15,7 @@ from sse_edge.history.jetstream_history import JetStreamHistory
 from sse_edge.history.replay_admission import ReplayAdmission
 from sse_edge.http.connection_limits import ConnectionLimits
 from sse_edge.http.dashboard_routes import mount_dashboard
+from sse_edge.http.dependencies import EdgeParts
 from sse_edge.http.detached_response import DetachedResponseMiddleware
 from sse_edge.http.event_routes import router
 from sse_edge.http.history_routes import router as history_router
@@ -110,6 +111,9 @@ def create_app(settings: EdgeSettings | None = None) -> FastAPI:
     )
     app.state.live_feed = feed
     app.state.recent_events = recent
+    app.state.edge = EdgeParts(
+        service, settings, index, app.state.history, app.state.connection_limits, recent
+    )
     return app
 
 

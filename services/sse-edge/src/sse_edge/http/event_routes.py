@@ -5,7 +5,7 @@ import secrets
 from typing import Annotated, Any
 
 import structlog
-from fastapi import APIRouter, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 
 from eh_contracts.envelope import EVENT_MODELS
 from eh_contracts.event_types import EventType
@@ -15,26 +15,13 @@ from eh_runtime.auth.requests import SubscriberDep
 from sse_edge.history.jetstream_history import JetStreamBounds, JetStreamHistory
 from sse_edge.history.replay import Replay
 from sse_edge.http.connection_limits import ConnectionLimits
-from sse_edge.http.dependencies import (
-    ConnectionLimitsDep,
-    FanoutDep,
-    HistoryDep,
-    RecentEventsDep,
-    ServiceDep,
-    SettingsDep,
-)
-from sse_edge.http.event_query import (
-    EVENT_ID_TEXT_PATTERN,
-    MAX_REPLAY_LIMIT,
-    EventQuery,
-    parse_event_query,
-    parse_last_event_id,
-)
-from sse_edge.http.filter_expression import FILTER_DESCRIPTION
-from sse_edge.http.query_filters import ResourceFilter, TypeFilter, event_filters
+from sse_edge.http.dependencies import EdgeDep
+from sse_edge.http.event_query import EventQuery, parse_event_query, parse_last_event_id
+from sse_edge.http.query_filters import event_filters
 from sse_edge.http.sse_frames import control_frame, retry_frame
 from sse_edge.http.sse_response import SseResponse
 from sse_edge.http.stream_encoding import negotiate
+from sse_edge.http.stream_parameters import STREAM_PARAMETERS_OPENAPI, StreamParameters, stream_parameters
 from sse_edge.http.token_expiry import token_expiry
 from sse_edge.http.write_pace import WritePace, effective
 from sse_edge.live.recent_events import RecentEvents
@@ -105,78 +92,26 @@ SSE_RESPONSE_DOC: dict[int | str, dict[str, Any]] = {
     response_class=SseResponse,
     status_code=200,
     responses=SSE_RESPONSE_DOC,
+    openapi_extra=STREAM_PARAMETERS_OPENAPI,
 )
 async def subscribe_events(
     request: Request,
     subscriber: SubscriberDep,
-    service: ServiceDep,
-    settings: SettingsDep,
-    index: FanoutDep,
-    history: HistoryDep,
-    limits: ConnectionLimitsDep,
-    recent: RecentEventsDep,
-    type: TypeFilter = [],  # noqa: B006 - FastAPI copies defaults per request
-    resource_id: ResourceFilter = [],  # noqa: B006
-    start_time: Annotated[
-        str | None,
-        Query(description="RFC 3339; replay events whose own timestamp is at or after it, then live."),
-    ] = None,
-    end_time: Annotated[
-        str | None,
-        Query(
-            description="RFC 3339; past: a bounded query that ends with stream.end; future: live until then."
-        ),
-    ] = None,
-    limit: Annotated[
-        int | None,
-        Query(ge=1, le=MAX_REPLAY_LIMIT, description="Replay only the most recent N events of the range."),
-    ] = None,
-    snapshot: Annotated[
-        str | None,
-        Query(
-            description="`latest`: first the latest stored event of every matching (type, resource), "
-            "then `stream.caught_up`, then live. Not with start_time, end_time or limit; ignored on resume."
-        ),
-    ] = None,
-    filter: Annotated[str | None, Query(description=FILTER_DESCRIPTION)] = None,
-    max_rate: Annotated[
-        float | None,
-        Query(
-            gt=0,
-            le=10_000,
-            description="At most this many writes a second; each carries the newest metrics sample of "
-            "each resource and every other event since the last (5: five updates a second per node). "
-            "Lower than the edge's own cap only.",
-        ),
-    ] = None,
-    max_bandwidth: Annotated[
-        int | None,
-        Query(gt=0, description="At most this many bytes a second. Lower than the edge's own cap only."),
-    ] = None,
-    last_event_id: Annotated[
-        str | None,
-        Query(
-            description="For clients that cannot send the Last-Event-ID header.",
-            json_schema_extra={"pattern": EVENT_ID_TEXT_PATTERN},
-        ),
-    ] = None,
-    last_event_id_header: Annotated[
-        str | None,
-        Header(
-            alias="Last-Event-ID",
-            description="Resume strictly after this sequence.",
-            json_schema_extra={"pattern": EVENT_ID_TEXT_PATTERN},
-        ),
-    ] = None,
+    edge: EdgeDep,
+    parameters: Annotated[StreamParameters, Depends(stream_parameters)],
 ) -> SseResponse:
-    subject_filter, expression = event_filters(type, resource_id, filter, settings, subscriber.subscribe)
+    # The parameters are one dependency (`stream_parameters`), documented one by one.
+    settings, index, limits = edge.settings, edge.fanout, edge.connection_limits
+    subject_filter, expression = event_filters(
+        parameters.type, parameters.resource_id, parameters.filter, settings, subscriber.subscribe
+    )
     query = parse_event_query(
         subject_filter,
-        start_time=start_time,
-        end_time=end_time,
-        limit=limit,
-        resume_after=parse_last_event_id(last_event_id_header, last_event_id),
-        snapshot=snapshot,
+        start_time=parameters.start_time,
+        end_time=parameters.end_time,
+        limit=parameters.limit,
+        resume_after=parse_last_event_id(parameters.last_event_id_header, parameters.last_event_id),
+        snapshot=parameters.snapshot,
         expression=expression,
     )
     peer = request.client.host if request.client else "unknown"
@@ -194,18 +129,18 @@ async def subscribe_events(
         # Registered before the stream's end is read: every later event reaches the live queue.
         index.add(client)
         try:
-            bounds = _recent_bounds(recent, query) or await _stream_bounds(history, query)
+            bounds = _recent_bounds(edge.recent_events, query) or await _stream_bounds(edge.history, query)
         except BaseException:
             index.remove(client)
             raise
     except BaseException:
         limits.release(peer, subscriber.key)
         raise
-    if service.stopping.is_set():
+    if edge.service.stopping.is_set():
         client.close("shutdown")
     pace = WritePace(
-        effective(max_rate, settings.max_rate),
-        _whole(effective(max_bandwidth, float(settings.max_bandwidth))),
+        effective(parameters.max_rate, settings.max_rate),
+        _whole(effective(parameters.max_bandwidth, float(settings.max_bandwidth))),
     )
     expiry = token_expiry(client, subscriber)
     opening = retry_frame(int(settings.retry.total_seconds() * 1000)) + control_frame(
@@ -222,7 +157,14 @@ async def subscribe_events(
         client,
         index,
         opening=opening,
-        replay=Replay(history, query, bounds, settings.time_skew, recent, settings.replay_retry_for),
+        replay=Replay(
+            edge.history,
+            query,
+            bounds,
+            settings.time_skew,
+            edge.recent_events,
+            settings.replay_retry_for,
+        ),
         encoding=_stream_encoding(request, settings),
         shutdown_retry_ms=(
             int(settings.retry.total_seconds() * 1000),

@@ -34,19 +34,19 @@ def _comma_separated(value: str) -> str:
 
 TYPE_VALUES_PATTERN: Final = _comma_separated("|".join(t.value for t in EventType))
 RESOURCE_ID_VALUES_PATTERN: Final = _comma_separated(f"[A-Za-z0-9_:-]{{1,{RESOURCE_ID_MAX_LENGTH}}}")
-_SEVERAL: Final = "Repeated or comma-separated. None: all."
+SEVERAL_VALUES: Final = "Repeated or comma-separated. None: all."
 
 TypeFilter = Annotated[
     list[str],
     Query(
-        description=f"Event types. {_SEVERAL}",
+        description=f"Event types. {SEVERAL_VALUES}",
         json_schema_extra={"items": {"type": "string", "pattern": TYPE_VALUES_PATTERN}},
     ),
 ]
 ResourceFilter = Annotated[
     list[str],
     Query(
-        description=f"Resource ids: letters, digits, '_', '-', ':' (1 to 128 each). {_SEVERAL}",
+        description=f"Resource ids: letters, digits, '_', '-', ':' (1 to 128 each). {SEVERAL_VALUES}",
         json_schema_extra={"items": {"type": "string", "pattern": RESOURCE_ID_VALUES_PATTERN}},
     ),
 ]
