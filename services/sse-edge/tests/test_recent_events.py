@@ -77,6 +77,34 @@ def test_after_evictions_the_indexes_still_select_exactly_and_frames_follow_thei
     assert list(even_payloads.seqs) == [s for s in range(recent.low, 2_001) if s % 2 == 0]
 
 
+def test_joined_frames_are_shared_between_resumes_and_follow_new_events_and_evictions():
+    """What a resume from memory writes: the selected frames joined, the same bytes for the next
+    resume with the same id and filters, grown by what arrived since, and never stale after an
+    eviction or beyond `max_bytes`."""
+    rng = random.Random(15)
+    recent = RecentEvents(30_000)
+    kept: dict[int, tuple[str, str]] = {}
+    filters = [SubjectFilter(), SubjectFilter.of([], ["r1"]), SubjectFilter.of(["node_status"], ["r2", "r3"])]
+    seq = 0
+    for _ in range(300):
+        for _ in range(rng.randrange(5)):
+            seq += 1
+            kept[seq] = (rng.choice(TYPES), f"r{rng.randrange(5)}")
+            recent.append(*kept[seq], frame(seq), b"x" * 100)
+        if not seq:
+            continue
+        subject_filter = rng.choice(filters)
+        after = rng.randrange(max(0, recent.low - 1), seq + 1)
+        expected = b"".join(
+            b"f%d" % s for s in range(max(after + 1, recent.low), seq + 1) if subject_filter.matches(*kept[s])
+        )
+        assert recent.joined(after, subject_filter, 1 << 20) == expected, (after, subject_filter)
+        again = recent.joined(after, subject_filter, 1 << 20)
+        assert again is recent.joined(after, subject_filter, 1 << 20)  # shared, not joined anew
+        assert recent.joined(after, subject_filter, len(expected) - 1 if expected else -1) is None
+    assert recent.low > 1  # evictions happened along the way
+
+
 def test_the_window_holds_no_object_per_event_for_the_garbage_collector():
     """Tracked objects per event made every young collection walk the window (a 10-20 ms pause,
     the delivery latency's p99, at 10,000 events/s): the window is kept in columns."""

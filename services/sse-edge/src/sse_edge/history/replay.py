@@ -98,19 +98,23 @@ class Replay:
         ):
             return False
         end = recent.last_seq
-        picked = self._pick_recent(recent, query.resume_after)
-        if not picked.frames:
-            chunk = b""
-        else:
-            chunk = b"".join(picked.frames)
-            if len(chunk) > client.max_bytes:
-                return False
+        chunk = self._joined_recent(recent, query.resume_after, client.max_bytes)
+        if chunk is None:
+            return False
         self.bounds = JetStreamBounds(self.bounds.first_seq, end)
         RESUMES.labels("memory").inc()
         if chunk:
             client.push_history_nowait(chunk)
         self.go_live(client)
         return True
+
+    def _joined_recent(self, recent: RecentEvents, after_seq: int, max_bytes: int) -> bytes | None:
+        """The frames `_pick_recent` picks, joined; None when they are more than `max_bytes`."""
+        selection = self.query.selection
+        if not selection.bounded:
+            return recent.joined(after_seq, self.query.filter, max_bytes)  # shared between resumes
+        chunk = b"".join(self._pick_recent(recent, after_seq).frames)
+        return chunk if len(chunk) <= max_bytes else None
 
     def _pick_recent(self, recent: RecentEvents, after_seq: int) -> RecentSelection:
         """The window's events after `after_seq` that the query selects (filters, expression)."""

@@ -34,6 +34,9 @@ from sse_edge.live.filter_group import FramedEvent
 # What one kept event costs beyond its frame and payload: their bytes objects' headers, the type
 # and resource id strings, and a slot in each column and index (tracemalloc: 246 bytes an event).
 _ENTRY_OVERHEAD: Final = 250
+# Distinct (Last-Event-ID, filters) whose joined frames are kept (`joined`); all are forgotten
+# when there are more, or when the window evicts.
+_JOINED_KEYS: Final = 4096
 
 Ints: TypeAlias = "array[int]"
 """An `array("q")`: integers stored flat, not as objects."""
@@ -67,6 +70,8 @@ class RecentEvents:
         """The first sequence covered; 0 while nothing is."""
         self.last_seq = 0
         """The last sequence the feed received (an event or a skipped message)."""
+        # (after_seq, filters) -> (the selected frames joined, the last_seq they reach).
+        self._joined: dict[tuple[int, SubjectFilter], tuple[bytes, int]] = {}
 
     def clear(self) -> None:
         """Forget everything: the stream was created anew and its sequences start over."""
@@ -76,6 +81,7 @@ class RecentEvents:
             column.clear()
         self._by_type.clear()
         self._by_resource.clear()
+        self._joined.clear()
         self._base = self._base_bytes = self._total_bytes = self.low = self.last_seq = 0
 
     @property
@@ -145,6 +151,32 @@ class RecentEvents:
                 selection.frames.append(frames[row])
         return selection
 
+    def joined(self, after_seq: int, subject_filter: SubjectFilter, max_bytes: int) -> bytes | None:
+        """The frames of the events after `after_seq` that `subject_filter` selects, joined in
+        stream order; None when they are more than `max_bytes`.
+
+        Shared: when an edge restarts, the clients of one resource come back with the same
+        Last-Event-ID (the last event they got), thousands of them within a second. The first
+        resume joins the frames; the next ones get the same bytes, extended by the events that
+        arrived since, instead of each picking and joining its ~50 frames again.
+        """
+        key = (after_seq, subject_filter)
+        cached = self._joined.get(key)
+        if cached is not None and cached[1] == self.last_seq:
+            return cached[0] if len(cached[0]) <= max_bytes else None
+        frames = self._frames
+        if cached is not None:
+            more = [frames[row] for row in self._rows(cached[1], subject_filter)]
+            chunk = cached[0] + b"".join(more) if more else cached[0]
+        else:
+            chunk = b"".join([frames[row] for row in self._rows(after_seq, subject_filter)])
+        if len(chunk) > max_bytes:
+            return None
+        if cached is None and len(self._joined) >= _JOINED_KEYS:
+            self._joined.clear()
+        self._joined[key] = (chunk, self.last_seq)
+        return chunk
+
     def _rows(self, after_seq: int, subject_filter: SubjectFilter) -> Iterator[int]:
         """The rows after `after_seq` whose type and resource id `subject_filter` selects."""
         first = bisect_right(self._seqs, after_seq)
@@ -162,7 +194,13 @@ class RecentEvents:
         else:
             assert by_resource is not None
             positions = by_resource[0]
-        base, event_types, resource_ids = self._base, self._types, self._resources
+        base = self._base
+        if by_type is None or by_resource is None:
+            # One dimension only: its index holds exactly the rows selected.
+            for position in positions:
+                yield position - base
+            return
+        event_types, resource_ids = self._types, self._resources
         for position in positions:
             row = position - base
             if subject_filter.matches(event_types[row], resource_ids[row]):
@@ -185,6 +223,7 @@ class RecentEvents:
         for column in (self._frames, self._payloads, self._types, self._resources):
             del column[:drop]
         self._base += drop
+        self._joined.clear()
         for index in (self._by_type, self._by_resource):
             for key, positions in list(index.items()):
                 gone = bisect_left(positions, self._base)
