@@ -61,8 +61,14 @@ class Replay:
         skew: timedelta,
         recent: RecentEvents | None = None,
         retry_for: timedelta = timedelta(seconds=60),
+        *,
+        first_seq_known: bool = True,
     ) -> None:
+        """`first_seq_known`: False when `bounds` came from the live feed rather than from
+        JetStream (the stream opened without asking NATS): its `first_seq` means nothing, and a
+        replay that reads JetStream asks for it first, retrying like its reads."""
         self.history = history
+        self._first_seq_known = first_seq_known
         self.retry_for = retry_for.total_seconds()
         self._last_queued: int | None = None  # the last event queued for the client
         self.recent = recent if recent is not None and recent.enabled else None
@@ -156,6 +162,8 @@ class Replay:
         recent = self.recent
         if query.resume_after is not None and recent is not None and recent.covers(query.resume_after):
             return await self._read_recent(client, recent, query.resume_after)
+        if not self._first_seq_known:
+            bounds = self.bounds = JetStreamBounds(await self._first_seq(), bounds.last_seq)
         low, high = await history.seq_range(query.window, self.skew, bounds)
         if query.resume_after is not None:
             low = query.resume_after + 1
@@ -211,6 +219,26 @@ class Replay:
                 log.info("replay waits for NATS, then goes on", next_seq=start, error=repr(error))
                 await asyncio.sleep(pause * (0.5 + random.random()))  # noqa: S311 - jitter
                 pause = min(pause * 2, _LONGEST_PAUSE)
+
+    async def _first_seq(self) -> int:
+        """The stream's first sequence, asked of JetStream inside the open stream: NATS trouble
+        (`_PASSING`, a storm's timeouts) is waited out for up to `retry_for`, not a 503."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.retry_for
+        pause = _FIRST_PAUSE
+        while True:
+            try:
+                first_seq = (await self.history.bounds()).first_seq
+            except _PASSING as error:
+                if loop.time() + pause > deadline:
+                    raise
+                REPLAY_RETRIES.inc()
+                log.info("replay waits for NATS to read the stream's bounds", error=repr(error))
+                await asyncio.sleep(pause * (0.5 + random.random()))  # noqa: S311 - jitter
+                pause = min(pause * 2, _LONGEST_PAUSE)
+            else:
+                self._first_seq_known = True
+                return first_seq
 
     async def _read_snapshot(self, client: Subscriber, end: int) -> int | None:
         """The latest event of every subject up to `end`, if the filter keeps it, to the client."""

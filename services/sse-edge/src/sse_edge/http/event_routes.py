@@ -129,7 +129,10 @@ async def subscribe_events(
         # Registered before the stream's end is read: every later event reaches the live queue.
         index.add(client)
         try:
-            bounds = _recent_bounds(edge.recent_events, query) or await _stream_bounds(edge.history, query)
+            bounds = _live_bounds(edge.recent_events, query)
+            first_seq_known = bounds is None
+            if bounds is None:
+                bounds = await _stream_bounds(edge.history, query)
         except BaseException:
             index.remove(client)
             raise
@@ -164,6 +167,7 @@ async def subscribe_events(
             settings.time_skew,
             edge.recent_events,
             settings.replay_retry_for,
+            first_seq_known=first_seq_known,
         ),
         encoding=_stream_encoding(request, settings),
         shutdown_retry_ms=(
@@ -179,12 +183,20 @@ def _whole(value: float | None) -> int | None:
     return None if value is None else int(value)
 
 
-def _recent_bounds(recent: RecentEvents, query: EventQuery) -> JetStreamBounds | None:
-    """For a resume inside the recent events' window: what this edge's live feed knows, no NATS
-    request (a reconnection storm asks thousands of times a second)."""
-    if query.resume_after is None or not recent.covers(query.resume_after):
+def _live_bounds(recent: RecentEvents, query: EventQuery) -> JetStreamBounds | None:
+    """For a resume: where its live part begins, as this edge's live feed knows it, without a
+    NATS request before the stream opens (a reconnection storm asks thousands of times a second,
+    and an answer that times out would be a 503). The client is registered in the fan-out
+    already, so every event after the feed's last sequence reaches its live queue; the replay
+    reads the stream's first sequence itself if it needs JetStream (`Replay`, retried).
+
+    None (ask JetStream first) without a resume, before the feed's first event, and for an id
+    beyond the feed's last sequence: a feed behind, or an id from elsewhere (the 400).
+    """
+    after = query.resume_after
+    if after is None or recent.last_seq == 0 or after > recent.last_seq:
         return None
-    return JetStreamBounds(recent.low, recent.last_seq)
+    return JetStreamBounds(0, recent.last_seq)
 
 
 def _closed(

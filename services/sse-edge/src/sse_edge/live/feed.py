@@ -41,12 +41,13 @@ class LiveFeed:
         self, index: FanoutIndex, recent: RecentEvents | None = None, prefill: timedelta = timedelta(0)
     ) -> None:
         self._index = index
-        self._recent = recent if recent is not None and recent.enabled else None
+        # Told of every sequence even with the window off: its `last_seq` is where resumes go live.
+        self._recent = recent
         # Clients of a restarted edge come back with ids seconds old: a window that starts empty
         # would send every one of them to JetStream. The feed starts that far back instead; what it
         # receives before a client registered is below that client's floor, so only the window
         # (and resumes from it) sees those events.
-        self._prefill = prefill if self._recent is not None else timedelta(0)
+        self._prefill = prefill if recent is not None and recent.enabled else timedelta(0)
         self._subscribed = False
         self._subscription: JetStreamContext.PushSubscription | None = None
         self._check = StoredMessageCheck("live")
