@@ -48,6 +48,7 @@ _RECENT_BURST = 256
 # NATS trouble that passes: a request that timed out (nats-server or this process busy, a storm),
 # a reconnection under way, JetStream electing a leader. A replay goes on from its last event.
 _PASSING: Final = (TimeoutError, ConnectionReconnectingError, NoRespondersError, ServiceUnavailableError)
+_FROM_MEMORY: Final = RESUMES.labels("memory")  # labelled once: `labels()` locks on every call
 _FIRST_PAUSE: Final = 0.25
 _LONGEST_PAUSE: Final = 5.0
 
@@ -108,7 +109,7 @@ class Replay:
         if chunk is None:
             return False
         self.bounds = JetStreamBounds(self.bounds.first_seq, end)
-        RESUMES.labels("memory").inc()
+        _FROM_MEMORY.inc()
         if chunk:
             client.push_history_nowait(chunk)
         self.go_live(client)
@@ -278,7 +279,7 @@ class Replay:
         end = recent.last_seq
         picked = self._pick_recent(recent, after_seq)
         self.bounds = JetStreamBounds(self.bounds.first_seq, end)
-        RESUMES.labels("memory").inc()
+        _FROM_MEMORY.inc()
         frames = picked.frames
         for start in range(0, len(frames), _RECENT_BURST):
             chunk = b"".join(frames[start : start + _RECENT_BURST])
