@@ -100,7 +100,7 @@ class WritingApp:
         await send({"type": "http.response.start", "status": 200, "headers": response.raw_headers})
         transport = UvicornTransport.find(receive)
         if self.direct and transport is not None and transport.engage():
-            response._direct = transport
+            response._transport = transport
             self.engaged += 1
         self.started += 1
         if self.started == self.connections:

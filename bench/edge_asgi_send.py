@@ -13,6 +13,11 @@ def _never_direct(_transport: UvicornTransport, _chunk: bytes) -> bool:
     return False
 
 
+def _never_writable(_transport: UvicornTransport) -> bool:
+    return False  # so the fan-out wakes each stream's task too, as without the transport
+
+
 if __name__ == "__main__":
     UvicornTransport.write_chunk = _never_direct  # type: ignore[method-assign,assignment]
+    UvicornTransport.writable = _never_writable  # type: ignore[method-assign]
     main()

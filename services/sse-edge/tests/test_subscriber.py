@@ -140,11 +140,13 @@ async def test_a_parked_writer_is_woken_once_by_the_next_event():
     assert c.parked
     assert not c.woken
     assert not writer.done()
-    live(index, event(1))
+    live(index, event(1), event(2))
+    assert not c.woken, "told once per turn of the loop, after the appends, not during one"
+    await asyncio.sleep(0)
     assert c.woken
     assert not c.parked
     await asyncio.wait_for(writer, 1)
-    assert c.take()[0] == frame(1)
+    assert c.take()[0] == frame(1) + frame(2)
 
 
 def test_a_client_far_behind_on_metrics_keeps_the_latest_per_resource():

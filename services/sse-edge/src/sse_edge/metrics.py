@@ -12,7 +12,8 @@ CONNECTIONS = Gauge("eventhandler_edge_connections", "SSE clients connected now.
 CONNECTIONS_OPENED = Counter("eventhandler_edge_connections_opened", "SSE streams opened.")
 CONNECTIONS_CLOSED = Counter(
     "eventhandler_edge_connections_closed",
-    "SSE streams ended, by reason: disconnected, end, overflow, shutdown, send_timeout, replay_failed.",
+    "SSE streams ended, by reason: disconnected, end, overflow, shutdown, send_timeout, replay_failed, "
+    "write_failed.",
     ["reason"],
 )
 CONNECTIONS_REJECTED = Counter(
@@ -112,11 +113,12 @@ class WriteStats:
     takes a lock per increment, which cost a third of the writers' time.
     """
 
-    __slots__ = ("bytes", "direct", "events", "lag_counts", "lag_sum", "writes")
+    __slots__ = ("bytes", "direct", "events", "from_fanout", "lag_counts", "lag_sum", "writes")
 
     def __init__(self) -> None:
         self.writes = 0
         self.direct = 0  # of the writes: straight to uvicorn's transport (http.uvicorn_transport)
+        self.from_fanout = 0  # of the direct writes: by the fan-out's flush, the stream's task asleep
         self.events = 0
         self.bytes = 0
         self.lag_counts = [0] * (len(LAG_BUCKETS) + 1)
@@ -142,6 +144,12 @@ class WriteStats:
             "Of the writes, those handed straight to uvicorn's transport while the socket kept up; "
             "the others went through ASGI send. Zero under another server: the fast path is off.",
             value=self.direct,
+        )
+        yield CounterMetricFamily(
+            "eventhandler_edge_writes_from_fanout",
+            "Of the direct writes, those of live events made by the fan-out for a stream waiting for "
+            "them, without waking the stream's writer task.",
+            value=self.from_fanout,
         )
         yield CounterMetricFamily(
             "eventhandler_edge_events_delivered",

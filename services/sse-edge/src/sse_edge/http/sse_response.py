@@ -3,6 +3,10 @@
 Written as a plain ASGI callable rather than on top of StreamingResponse: it must react to three
 things at once (frames ready, the client going away, the process shutting down) without a task
 per event, and write everything ready in one `send`.
+
+Its task writes the opening, history, heartbeats, farewells, and whatever the socket was slow to
+take. Live frames for a stream whose socket keeps up are written by the fan-out's flush instead,
+through `write_now`, while the task sleeps (`live.subscriber.Subscriber.frames_arrived`).
 """
 
 import asyncio
@@ -66,7 +70,9 @@ class SseResponse(Response):
         self.on_close = on_close
         self.status_code = 200
         self.background = None
-        self._direct: UvicornTransport | None = None
+        # Where uvicorn serves the stream: its socket, written straight to once the response started.
+        self._transport: UvicornTransport | None = None
+        self._writer_task: asyncio.Task[None] | None = None  # cancelled to end a stalled write without it
         # Each client has its own compressor (`stream_encoding`), paid in CPU per write and memory.
         self._compressor = new_encoder(encoding) if encoding is not None else None
         # Every stream's headers are the same list: one per encoding, not one per connection.
@@ -92,11 +98,11 @@ class SseResponse(Response):
     async def run(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Write the stream until it ends (called below FastAPI's stack: `detached_response`)."""
         client = self.client
-        transport = UvicornTransport.find(receive)
+        transport = self._transport = UvicornTransport.find(receive)
         if transport is None:
-            client.attach_writer(self._cancel_writer(), None)
-        else:
-            client.attach_writer(transport.abort, transport.transport)
+            # Without the transport, the sweeper ends a stalled connection by cancelling the write.
+            self._writer_task = asyncio.current_task()
+        client.attach_writer(self)
         # The route registered the client in the index before it read the stream's end; from
         # here on the replay fills the history queue and the pump writes what is ready.
         CONNECTIONS.inc()
@@ -118,8 +124,8 @@ class SseResponse(Response):
         del plan
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-            if transport is not None and transport.engage():
-                self._direct = transport
+            if transport is not None:
+                transport.engage()
             # The opening and whatever is ready already (a resume from memory: all of its history)
             # in one write.
             opening, self.opening = self.opening, b""
@@ -199,8 +205,8 @@ class SseResponse(Response):
         if self._compressor is not None:
             # Flushed after every write: compression must never hold an event back.
             chunk = self._compressor.encode(chunk, final=final)
-        direct = self._direct
-        if direct is not None and direct.write_chunk(chunk):
+        transport = self._transport
+        if transport is not None and transport.write_chunk(chunk):
             WRITES.direct += 1
             client.end_write(time.monotonic())
             return
@@ -210,6 +216,38 @@ class SseResponse(Response):
         client.begin_write(now)
         await send({"type": "http.response.body", "body": chunk, "more_body": True})
         client.end_write(now)
+
+    # -- what the subscriber asks of its writer (`live.subscriber.StreamWriter`) --------------------
+
+    @property
+    def socket_closed(self) -> bool:
+        transport = self._transport
+        return transport is not None and transport.is_closing()
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()  # a graceful close would wait for a reader that does not read
+        elif self._writer_task is not None:
+            self._writer_task.cancel()
+
+    def write_now(self, now: float) -> bool:
+        """Write what the subscriber has ready straight to the socket, without the task: where
+        the socket took everything so far and the stream is not paced (a paced stream's task
+        waits between writes). The same write as `_write`'s direct path, counted the same."""
+        transport = self._transport
+        if transport is None or self.pace is not None or not transport.writable():
+            return False
+        client = self.client
+        chunk, count, oldest = client.take()
+        if chunk:
+            WRITES.record(len(chunk), count, oldest)
+            if self._compressor is not None:
+                chunk = self._compressor.encode(chunk)
+            transport.write_chunk(chunk)  # writable: nothing waits in the transport, it writes
+            WRITES.direct += 1
+            WRITES.from_fanout += 1
+            client.end_write(now)
+        return True
 
     async def _run_replay(self, replay: Replay) -> None:
         try:
@@ -230,10 +268,3 @@ class SseResponse(Response):
             if message["type"] == "http.disconnect":
                 self.client.close("disconnected")
                 return
-
-    @staticmethod
-    def _cancel_writer() -> Callable[[], object]:
-        """Without the transport, the sweeper ends a stalled connection by cancelling the write."""
-        writer = asyncio.current_task()
-        assert writer is not None
-        return writer.cancel

@@ -3,8 +3,9 @@
 With it, a stream
 
 - writes a body chunk straight to the transport, framed as uvicorn frames it, while the socket
-  has taken everything so far (`write_chunk`): the ASGI `send` chain (middleware wrappers,
-  uvicorn's checks) is most of a small write's cost;
+  has taken everything so far (`writable`, `write_chunk`): the ASGI `send` chain (middleware
+  wrappers, uvicorn's checks) is most of a small write's cost, and needs a task to await it, where
+  a direct write can be made by the fan-out for a stream whose task sleeps;
 - leaves the socket's closing to the sweeper (`is_closing`) instead of a task per stream waiting
   on `receive`, and ends a stalled client at once (`abort`; a graceful close would wait for a
   reader that does not read).
@@ -52,6 +53,10 @@ class UvicornTransport:
         """After `http.response.start`: True when body chunks may go straight to the transport."""
         self._chunked = getattr(self._cycle, "chunked_encoding", None) is True
         return self._chunked
+
+    def writable(self) -> bool:
+        """`write_chunk` would write now: engaged, and the socket has taken everything so far."""
+        return self._chunked and not self.transport.get_write_buffer_size()
 
     def write_chunk(self, chunk: bytes) -> bool:
         """Write a non-empty body chunk as uvicorn would, if the socket has taken everything so far.

@@ -17,6 +17,7 @@ from typing import Any
 from eh_contracts.expressions import CompiledExpression
 from eh_contracts.subjects import SubjectFilter
 from sse_edge.event_selection import parse_envelope
+from sse_edge.live.fanout_flush import FanoutFlush
 from sse_edge.live.filter_group import FilterGroup, FramedEvent, GroupKey
 from sse_edge.live.subscriber import Subscriber
 from sse_edge.time_window import TimeWindow
@@ -27,6 +28,7 @@ _Placement = tuple[dict[Any, set[FilterGroup]] | None, Any]
 class FanoutIndex:
     def __init__(self, client_buffer_bytes: int) -> None:
         self.client_buffer_bytes = client_buffer_bytes
+        self._flush = FanoutFlush()  # one for every group: one pass per loop turn for all of them
         self._subscribers: set[Subscriber] = set()
         self._groups: dict[GroupKey, FilterGroup] = {}
         self._everything: set[FilterGroup] = set()
@@ -65,7 +67,9 @@ class FanoutIndex:
         key: GroupKey = (subject_filter, window, expression.canonical if expression else None)
         group = self._groups.get(key)
         if group is None:
-            group = self._groups[key] = FilterGroup(key, self.client_buffer_bytes, expression)
+            group = self._groups[key] = FilterGroup(
+                key, self.client_buffer_bytes, self._flush, expression
+            )
             for buckets, bucket_key in self._placements(group):
                 if buckets is None:
                     self._everything.add(group)

@@ -6,6 +6,10 @@ each wanted frame to the group's log once, and each client keeps only a position
 that wakes up takes everything from its position to the end in one piece; clients woken by the
 same events usually ask for the same range, so that piece is joined once and shared.
 
+A client whose writer waits for the next frame *parks* on its group. An append hands the parked
+set, as it is, to the fan-out's flush (`fanout_flush`), which tells each of them once per turn
+of the event loop: one O(1) step per group and event here, whatever the number of clients.
+
 The log is bounded: when it holds more than a client buffer (plus a quarter of slack, so that
 this check runs once per many events, not per event), every client more than a buffer behind is
 *spilled* (its metrics conflated into a private backlog, or cut off with `stream.overflow`), and the
@@ -25,6 +29,7 @@ from typing import Protocol
 
 from eh_contracts.expressions import CompiledExpression
 from eh_contracts.subjects import SubjectFilter
+from sse_edge.live.fanout_flush import FanoutFlush
 from sse_edge.time_window import TimeWindow
 
 
@@ -58,8 +63,8 @@ class GroupReader(Protocol):
     def spill(self, group: "FilterGroup") -> None:
         """It is more than a buffer behind: move off the log (conflate or close)."""
 
-    def frames_arrived(self) -> None:
-        """It parked on this group and a frame was appended: wake its writer."""
+    def frames_arrived(self, now: float) -> None:
+        """It parked on this group and frames were appended: write them or wake its writer."""
 
 
 class FilterGroup:
@@ -70,6 +75,7 @@ class FilterGroup:
         "_chunk_range",
         "_conflation_keys",
         "_ends",
+        "_flush",
         "_frames",
         "_parked",
         "_seqs",
@@ -84,8 +90,15 @@ class FilterGroup:
         "window",
     )
 
-    def __init__(self, key: GroupKey, max_bytes: int, expression: CompiledExpression | None = None) -> None:
+    def __init__(
+        self,
+        key: GroupKey,
+        max_bytes: int,
+        flush: FanoutFlush,
+        expression: CompiledExpression | None = None,
+    ) -> None:
         self.key = key
+        self._flush = flush
         self.expression = expression  # evaluated by the index, once per event for every group holding it
         window = key[1]
         self.window = window if window is not None and window.bounded else None
@@ -104,7 +117,7 @@ class FilterGroup:
         self._base_bytes = 0  # bytes appended before the first row
         self._total_bytes = 0
         self._trim_at = max_bytes + max_bytes // 4
-        # Readers to wake at the next append. A dict, so that a reader leaves it in O(1) when it
+        # Readers to tell at the next append. A dict, so that a reader leaves it in O(1) when it
         # leaves the group: one left behind would hold its stream (socket, request, this group
         # and its log, through the reader's own reference to it) in a cycle until the collector runs.
         self._parked: dict[GroupReader, None] = {}
@@ -136,15 +149,16 @@ class FilterGroup:
         self._ends.append(self._total_bytes)
         self.end += 1
         if self._parked:
-            parked = self._parked
+            self._flush.add(self._parked)
             self._parked = {}
-            for reader in parked:
-                reader.frames_arrived()
         if self._total_bytes - self._base_bytes > self._trim_at:
             self.trim()
 
     def park(self, reader: GroupReader) -> None:
-        """Tell `reader` about the next append, once (it parks again after writing)."""
+        """Tell `reader` about the next append, once (it parks again after writing).
+
+        Told in the loop's next turn (`FanoutFlush`), not during the append: it leaves the parked
+        set now, and the appends of this turn reach it in one piece."""
         self._parked[reader] = None
 
     def pending_bytes(self, pos: int) -> int:

@@ -3,8 +3,8 @@
 A `Subscriber` is the only owner of its state. The modules around it call its methods, each from
 one side: the replay (`push_history`, `release`), the writer (`attach_writer`, `take`, `park`,
 `begin_write`/`end_write`, `take_heartbeat`), the fan-out index (`join`), its filter group
-(`spill`, `frames_arrived`), the sweeper (`request_heartbeat`, `close`, `abort`). They read the
-few properties they need and assign nothing.
+(`spill`), the fan-out's flush (`frames_arrived`), the sweeper (`request_heartbeat`, `close`,
+`abort`). They read the few properties they need and assign nothing.
 
 A subscriber starts *holding*: it has a position in its group's log from the moment it joined
 (before the replay read the stream's end), but its writer does not read the log until `release`.
@@ -17,11 +17,18 @@ A subscriber that falls more than a buffer behind is *spilled* by its group: met
 (`node_metrics`, `container_metrics`) are conflated to the latest per resource into a private
 backlog, and if what remains still does not fit, it is closed with reason "overflow" so that the
 client resumes from its Last-Event-ID instead of holding memory for a reader that is not reading.
+
+Live frames for a parked writer are written without waking its task where the writer can write
+synchronously (`StreamWriter.write_now`: its socket took everything so far, no pace): the task
+sleeps on while the fan-out's flush calls `take` and the write for it, and parks it again. Anything
+else for the writer (history, a release, a filter switch, a heartbeat, a close) sets its wake-up,
+and a flush finding it set leaves the frames to the task, which takes them with the rest.
 """
 
-import asyncio
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, Protocol
+
+import structlog
 
 from eh_contracts.expressions import CompiledExpression
 from eh_contracts.subjects import SubjectFilter
@@ -30,7 +37,25 @@ from sse_edge.live.wakeup import Wakeup
 from sse_edge.metrics import EVENTS_CONFLATED, EVENTS_OVERFLOWED, EVENTS_REREAD
 from sse_edge.time_window import TimeWindow
 
+log = structlog.get_logger(__name__)
+
 _NOTHING: tuple[bytes, int, float] = (b"", 0, 0.0)
+
+
+class StreamWriter(Protocol):
+    """What a subscriber needs of the writer of its stream (`http.sse_response.SseResponse`)."""
+
+    @property
+    def socket_closed(self) -> bool:
+        """The client closed its socket (known only where the server exposes its transport)."""
+
+    def abort(self) -> None:
+        """End a stalled write: abort the socket, or cancel the writer where it is not known."""
+
+    def write_now(self, now: float) -> bool:
+        """Write what `take` has ready, without waiting, at `now` (`time.monotonic()`); False
+        when this stream cannot (its socket has not taken the last write, it is paced, no direct
+        path to the socket): its task must."""
 
 
 class SubscriberClosed(Exception):
@@ -39,7 +64,6 @@ class SubscriberClosed(Exception):
 
 class Subscriber:
     __slots__ = (
-        "_abort",
         "_backlog",
         "_backlog_bytes",
         "_close_reason",
@@ -61,10 +85,10 @@ class Subscriber:
         "_parked",
         "_peer",
         "_pos",
-        "_transport",
         "_wake",
         "_window",
         "_write_started",
+        "_writer",
         "owner",
         "subscription_id",
     )
@@ -109,9 +133,7 @@ class Subscriber:
         self._last_write = 0.0
         self._write_started = 0.0
         self._heartbeat_due = False
-        self._abort: Callable[[], object] | None = None
-        # Set where the server exposes the socket: the sweeper notices a client gone through it.
-        self._transport: asyncio.BaseTransport | None = None
+        self._writer: StreamWriter | None = None
 
     # -- what others read ----------------------------------------------------------------------
 
@@ -193,7 +215,7 @@ class Subscriber:
     @property
     def socket_closed(self) -> bool:
         """The client closed its socket (known only where the server exposes its transport)."""
-        return self._transport is not None and self._transport.is_closing()
+        return self._writer is not None and self._writer.socket_closed
 
     # -- the fan-out index's side ---------------------------------------------------------------
 
@@ -278,10 +300,9 @@ class Subscriber:
 
     # -- the writer's side ---------------------------------------------------------------------
 
-    def attach_writer(self, abort: Callable[[], object], transport: asyncio.BaseTransport | None) -> None:
-        """The writer started: how to end a stalled write, and the socket's transport if known."""
-        self._abort = abort
-        self._transport = transport
+    def attach_writer(self, writer: StreamWriter) -> None:
+        """The writer started: it ends stalled writes, sees the socket close, writes live frames."""
+        self._writer = writer
 
     def conflate_live(self) -> None:
         """Paced writes (a rate or bandwidth cap): each write carries the newest metrics event of
@@ -341,10 +362,13 @@ class Subscriber:
     def park(self) -> Coroutine[Any, Any, None]:
         """Nothing to write: the awaitable that sleeps until a push, a release, a frame or a close."""
         self._wake.clear()
+        self._park_on_group()
+        return self._wake.wait()
+
+    def _park_on_group(self) -> None:
         if not self._holding and self._group is not None and not self._parked:
             self._parked = True
             self._group.park(self)
-        return self._wake.wait()
 
     def take_heartbeat(self) -> bool:
         """True once after the sweeper found the stream idle for a heartbeat interval."""
@@ -364,9 +388,28 @@ class Subscriber:
 
     # -- the filter group's side ---------------------------------------------------------------
 
-    def frames_arrived(self) -> None:
+    # -- the fan-out's flush side ---------------------------------------------------------------
+
+    def frames_arrived(self, now: float) -> None:
+        """Frames arrived for the parked writer: written now by the writer if it can, without its
+        task, and parked again; else its task wakes and takes them."""
         self._parked = False
-        self._wake.set()
+        if self._wake.is_set():
+            return  # the task is awake already (history, heartbeat, close...): it takes them too
+        writer = self._writer
+        if writer is None or self._close_reason is not None:
+            self._wake.set()
+            return
+        try:
+            written = writer.write_now(now)
+        except Exception as error:  # what was taken is lost: the client must resume, not skip it
+            log.warning("sse write failed, closing the stream", peer=self._peer, error=repr(error))
+            self.close("write_failed")
+            return
+        if written:
+            self._park_on_group()
+        else:
+            self._wake.set()
 
     def spill(self, group: FilterGroup) -> None:
         """More than a buffer behind: conflate metrics into the backlog, or close with overflow."""
@@ -399,8 +442,8 @@ class Subscriber:
 
     def abort(self) -> None:
         """End a stalled write: abort the socket, or cancel the writer where it is not known."""
-        if self._abort is not None:
-            self._abort()
+        if self._writer is not None:
+            self._writer.abort()
 
     def close(self, reason: str, farewell: bytes = b"") -> None:
         """Stop after the history queued; `farewell` (a control event) is the last thing written."""
