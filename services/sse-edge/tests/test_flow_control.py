@@ -181,6 +181,32 @@ async def test_a_slow_client_overflows_with_a_control_event_and_resumes_without_
         assert await metrics.grew("eventhandler_edge_events_overflowed_total") > 0
 
 
+async def test_a_reader_behind_is_written_by_its_task_then_by_the_fanout_again_without_loss(
+    nats_url, events_stream, js, edge_settings
+):
+    """Live events go to a waiting stream straight from the fan-out while its socket keeps up;
+    once the socket is behind, the stream's own task writes (waiting for the socket to drain),
+    and when the reader caught up, the fan-out again. Every event once, in order, either way."""
+    params = {"type": "system_log"}
+    async with edge_with(nats_url, edge_settings, client_buffer_bytes=1 << 20, send_timeout=60) as client:
+        reader = await RawStream.open(client, params)
+        try:
+            metrics = await MetricsDelta.read(client)
+            stored = [await store_event(js, system_log(n)) for n in range(300)]  # not reading yet
+            await reader.read_event(stored[-1])
+            by_fanout = await metrics.grew("eventhandler_edge_writes_from_fanout_total")
+            by_task = await metrics.grew("eventhandler_edge_writes_total") - by_fanout
+            assert by_fanout > 0, "the fan-out wrote nothing while the socket kept up"
+            assert by_task > 0, "nothing waited for the socket: the test did not back it up"
+            metrics = await MetricsDelta.read(client)
+            stored.append(await store_event(js, system_log(300)))
+            await reader.read_event(stored[-1])
+            assert await metrics.grew("eventhandler_edge_writes_from_fanout_total") == 1
+        finally:
+            reader.close()
+        assert [int(m.id) for m in reader.messages() if m.id is not None] == stored
+
+
 async def test_a_slow_client_of_metrics_gets_the_latest_per_resource_and_stays_connected(
     nats_url, events_stream, js, edge_settings
 ):

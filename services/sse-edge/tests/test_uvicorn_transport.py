@@ -51,6 +51,17 @@ async def test_the_fast_path_is_engaged_for_a_stream_served_by_uvicorn(edge, js)
     assert "eventhandler_edge_writes_direct_total" in metrics
 
 
+async def test_live_events_reach_a_waiting_stream_straight_from_the_fanout(edge, js):
+    """The live event is written by the fan-out's flush (`UvicornTransport.writable`), not by
+    waking the stream's task: if the check answered False under an upgrade, this fails."""
+    before = WRITES.from_fanout
+    await stream_one_event(edge, js)
+    assert WRITES.from_fanout > before, (
+        "the live event was not written by the fan-out: UvicornTransport.writable() refused a "
+        "stream whose socket keeps up; the edge works, but wakes a task per client per event"
+    )
+
+
 @contextlib.asynccontextmanager
 async def serving_with_h11(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     service: Service = app.state.service
@@ -80,9 +91,9 @@ async def test_where_the_fast_path_does_not_apply_the_stream_writes_through_asgi
 ):
     """uvicorn's h11 protocol frames bodies itself: the stream must not write around it."""
     async with serving_with_h11(create_app(edge_settings(nats_url))) as client:
-        before = WRITES.direct
+        before = (WRITES.direct, WRITES.from_fanout)
         await stream_one_event(client, js)
-        assert WRITES.direct == before
+        assert (WRITES.direct, WRITES.from_fanout) == before
 
 
 def test_without_uvicorn_behind_receive_there_is_no_transport():

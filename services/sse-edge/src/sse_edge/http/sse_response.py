@@ -143,6 +143,10 @@ class SseResponse(Response):
                 current.uncancel()
         finally:
             self.index.remove(client)
+            # Nothing of a closed stream may point back at it (docs: "A closed stream is freed at
+            # once"): the subscriber held this response as its writer, this response its task.
+            client.detach_writer()
+            self._writer_task = None
             self.on_close()
             if replay is not None:
                 replay.cancel()

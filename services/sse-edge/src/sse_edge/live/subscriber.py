@@ -1,10 +1,10 @@
 """One connected client's delivery state: its history queue, its place in its filter group's log.
 
 A `Subscriber` is the only owner of its state. The modules around it call its methods, each from
-one side: the replay (`push_history`, `release`), the writer (`attach_writer`, `take`, `park`,
-`begin_write`/`end_write`, `take_heartbeat`), the fan-out index (`join`), its filter group
-(`spill`), the fan-out's flush (`frames_arrived`), the sweeper (`request_heartbeat`, `close`,
-`abort`). They read the few properties they need and assign nothing.
+one side: the replay (`push_history`, `release`), the writer (`attach_writer`, `detach_writer`,
+`take`, `park`, `begin_write`/`end_write`, `take_heartbeat`), the fan-out index (`join`), its
+filter group (`spill`), the fan-out's flush (`frames_arrived`), the sweeper (`request_heartbeat`,
+`close`, `abort`). They read the few properties they need and assign nothing.
 
 A subscriber starts *holding*: it has a position in its group's log from the moment it joined
 (before the replay read the stream's end), but its writer does not read the log until `release`.
@@ -303,6 +303,10 @@ class Subscriber:
     def attach_writer(self, writer: StreamWriter) -> None:
         """The writer started: it ends stalled writes, sees the socket close, writes live frames."""
         self._writer = writer
+
+    def detach_writer(self) -> None:
+        """The writer ended: forget it (it refers to this subscriber; no cycle may outlive them)."""
+        self._writer = None
 
     def conflate_live(self) -> None:
         """Paced writes (a rate or bandwidth cap): each write carries the newest metrics event of
