@@ -102,7 +102,8 @@ async def test_events_of_one_turn_reach_a_parked_writer_in_one_write_without_wak
     for s in streams:
         assert s.writer.written == [frame(1) + frame(2) + frame(3)]
         assert s.by_task == []
-        assert s.client.parked and not s.client.woken
+        assert s.client.parked
+        assert not s.client.woken
     publish(index, 4)
     await turns(1)
     for s in streams:
@@ -162,9 +163,8 @@ async def test_a_filter_switch_between_the_append_and_the_flush_stays_exact():
     s = Stream(index, SubjectFilter(types=frozenset({EventType.NODE_STATUS})))
     await turns()
     publish(index, 1)
-    switched_at = index.change_filters(
-        s.client, SubjectFilter(types=frozenset({EventType.SYSTEM_LOG})), None, lambda seq: b"switch %d\n\n" % seq
-    )
+    new_filter = SubjectFilter(types=frozenset({EventType.SYSTEM_LOG}))
+    switched_at = index.change_filters(s.client, new_filter, None, lambda seq: b"switch %d\n\n" % seq)
     assert switched_at == 2
     publish(index, 2, event_type="system_log")
     publish(index, 3, event_type="node_status")  # the old filters no longer apply
@@ -194,6 +194,7 @@ async def test_many_events_over_many_turns_arrive_once_each_in_order():
     publish(index, seq + 1)
     await turns()
     assert s.received.replace(b":\n\n", b"") == b"".join(frame(n) for n in range(1, seq + 2))
-    assert s.writer.written and s.by_task, "both ways were taken"
+    assert s.writer.written, "the flush never wrote"
+    assert s.by_task, "the task never wrote"
     assert s.out[-1] == ("flush", frame(seq + 1))
     s.task.cancel()

@@ -67,9 +67,7 @@ class FanoutIndex:
         key: GroupKey = (subject_filter, window, expression.canonical if expression else None)
         group = self._groups.get(key)
         if group is None:
-            group = self._groups[key] = FilterGroup(
-                key, self.client_buffer_bytes, self._flush, expression
-            )
+            group = self._groups[key] = FilterGroup(key, self.client_buffer_bytes, self._flush, expression)
             for buckets, bucket_key in self._placements(group):
                 if buckets is None:
                     self._everything.add(group)
