@@ -10,6 +10,7 @@ import asyncio
 from eh_contracts.event_types import EventType
 from eh_contracts.subjects import SubjectFilter
 from sse_edge.live.fanout import FanoutIndex
+from sse_edge.live.fanout_flush import FanoutFlush
 from sse_edge.live.filter_group import FramedEvent
 from sse_edge.live.subscriber import Subscriber
 
@@ -198,3 +199,37 @@ async def test_many_events_over_many_turns_arrive_once_each_in_order():
     assert s.by_task, "the task never wrote"
     assert s.out[-1] == ("flush", frame(seq + 1))
     s.task.cancel()
+
+
+async def test_a_write_that_fails_closes_the_stream_instead_of_skipping_what_it_took():
+    index = FanoutIndex(10_000)
+    s = Stream(index)
+    await turns()
+
+    def broken(now: float) -> bool:
+        s.client.take()
+        raise OSError("socket gone")
+
+    s.writer.write_now = broken  # type: ignore[method-assign]
+    publish(index, 1)
+    await turns()
+    assert s.client.close_reason == "write_failed"
+    assert s.task.done()
+
+
+async def test_a_reader_that_fails_does_not_keep_the_others_of_its_turn_waiting():
+    told: list[float] = []
+
+    class Broken:
+        def frames_arrived(self, now: float) -> None:
+            raise RuntimeError("a bug")
+
+    class Waiting:
+        def frames_arrived(self, now: float) -> None:
+            told.append(now)
+
+    flush = FanoutFlush()
+    flush.add({Broken(): None, Waiting(): None})
+    flush.add({Waiting(): None})
+    await turns(1)
+    assert len(told) == 2

@@ -15,6 +15,10 @@ import time
 from collections.abc import Iterable
 from typing import Protocol
 
+import structlog
+
+log = structlog.get_logger(__name__)
+
 
 class WaitingReader(Protocol):
     def frames_arrived(self, now: float) -> None:
@@ -39,4 +43,7 @@ class FanoutFlush:
         now = time.monotonic()
         for readers in due:
             for reader in readers:
-                reader.frames_arrived(now)
+                try:
+                    reader.frames_arrived(now)
+                except Exception:  # a bug for one stream must not leave the others of this turn waiting
+                    log.exception("fan-out flush failed for a stream")
