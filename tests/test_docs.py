@@ -31,7 +31,10 @@ PAGES = [ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]
 PAGES_WITH_EXAMPLES = [page for page in PAGES if doc_examples.examples(page)]
 DOC_PORTS = {"edge": 8000, "collector": 8001, "evaluator": 8002, "nats": 4222, "monitor": 8222}
 _LOCAL_ADDRESS = re.compile(r"\b(localhost|127\.0\.0\.1):(\d{2,5})\b")
-BACKGROUND_TIMEOUT_SECONDS = 30.0
+# Deadlines for conditions, generous for a loaded machine (a background command's first line, the
+# host agent's first heartbeat); an idle one meets them in about a second.
+BACKGROUND_TIMEOUT_SECONDS = 90.0
+AGENT_TIMEOUT_SECONDS = 180.0
 RUN_TIMEOUT_SECONDS = 60.0
 
 
@@ -159,7 +162,7 @@ def stack(tmp_path_factory, request) -> Iterator[Stack]:
         _stop(process)
     try:
         assert process.poll() is None, log.read_text()
-        _wait_for_the_agent(ports["collector"])
+        _wait_for_the_agent(process, log, ports["collector"])
         yield Stack(ports, log, directory / "data")
     finally:
         _stop(process)
@@ -173,6 +176,10 @@ def _start_stack(directory: Path, ports: dict[str, int], log: Path) -> subproces
         "ALERT_EVALUATOR_PORT": str(ports["evaluator"]),
         "NATS_PORT": str(ports["nats"]),
         "NATS_MONITOR_PORT": str(ports["monitor"]),
+        # The pages show this machine online. On a loaded test machine the agent's heartbeats can
+        # fall 30 s behind (the default timeout) and the node flips offline between two examples;
+        # on a reader's machine they come every 5 s. No page runs the timeout itself.
+        "COLLECTOR_HEARTBEAT_TIMEOUT": "10m",
     }
     with log.open("wb") as output:
         return subprocess.Popen(
@@ -199,12 +206,22 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-def _wait_for_the_agent(collector_port: int) -> None:
-    """As a reader finds it: the host agent has reported this machine by the time they look."""
-    deadline = time.monotonic() + 30
-    with httpx.Client(timeout=5) as client:
-        while not client.get(f"http://127.0.0.1:{collector_port}/api/v1/resources/node").json()["resources"]:
-            assert time.monotonic() < deadline, "the host agent reported nothing"
+def _wait_for_the_agent(process: subprocess.Popen[bytes], log: Path, collector_port: int) -> None:
+    """As a reader finds it: the host agent has reported this machine by the time they look.
+
+    The agent starts after the services are ready; on a loaded machine its imports and first
+    heartbeat can take longer than the 30 s this once allowed; on a reader's idle one, a second.
+    Waits for what the page shows: a node brought online by a heartbeat.
+    """
+    deadline = time.monotonic() + AGENT_TIMEOUT_SECONDS
+    url = f"http://127.0.0.1:{collector_port}/api/v1/resources/node"
+    with httpx.Client(timeout=30) as client:
+        while not any(
+            node["state"] == "online" and node["event"]["data"].get("reason") == "heartbeat_received"
+            for node in client.get(url).json()["resources"]
+        ):
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, f"the host agent reported nothing\n{log.read_text()}"
             time.sleep(0.2)
 
 

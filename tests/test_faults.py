@@ -16,7 +16,9 @@ from pathlib import Path
 import httpx
 import nats
 import pytest
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.errors import APIError
 
 from alert_evaluator.app import create_app as create_evaluator
 from alert_evaluator.settings import EvaluatorSettings
@@ -66,9 +68,10 @@ class Producer:
             pending = [
                 log_event(f"{self.prefix}-{i}") for i in range(first, min(start + count, first + batch))
             ]
-            deadline = time.monotonic() + 60
+            # Generous: after a leader is killed, the election takes seconds, more on a loaded machine.
+            deadline = time.monotonic() + 120
             while pending:
-                assert time.monotonic() < deadline, f"not accepted within a minute: {pending[0]['id']}"
+                assert time.monotonic() < deadline, f"not accepted within two minutes: {pending[0]['id']}"
                 try:
                     response = await self.collector.post("/api/v1/events", json=pending, timeout=10)
                     results = response.json().get("events", []) if response.status_code in (202, 207) else []
@@ -83,34 +86,55 @@ class Producer:
             await asyncio.sleep(pause)
 
 
-async def stored_ids(url: str, subject: str = "events.system_log.>") -> list[str]:
-    """Every event id stored on `subject`, in stream order (duplicates kept)."""
+async def stored_ids(url: str, subject: str = "events.system_log.>", timeout: float = 120) -> list[str]:
+    """Every event id stored on `subject`, in stream order (duplicates kept).
+
+    Reads until the consumer has delivered every message it found pending when it was created. A
+    fetch that times out is not the end of the data: a new consumer on an R3 stream elects a leader
+    of its own first, which takes seconds on a loaded machine, or just after the stream's leader
+    was killed; taking that silence for the end read a partial list, and reported stored events
+    as lost.
+    """
     nc = await nats.connect(servers=url.split(","))
     js = nc.jetstream(timeout=10)
-    sub = await js.pull_subscribe(
-        subject,
-        stream=EVENTS_STREAM,
-        config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL, inactive_threshold=10),
-    )
-    ids = []
     try:
-        while True:
+        sub = await js.pull_subscribe(
+            subject,
+            stream=EVENTS_STREAM,
+            config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL, inactive_threshold=10),
+        )
+        expected = (await sub.consumer_info()).num_pending
+        ids: list[str] = []
+        deadline = time.monotonic() + timeout
+        while len(ids) < expected:
+            assert time.monotonic() < deadline, (
+                f"read {len(ids)} of the {expected} events stored on {subject}"
+            )
             try:
-                batch = await sub.fetch(500, timeout=1)
+                batch = await sub.fetch(min(500, expected - len(ids)), timeout=5)
             except TimeoutError:
-                return ids
+                continue
             ids += [json.loads(msg.data)["id"] for msg in batch]
+        return ids
     finally:
         await nc.close()
 
 
-async def stream_leader(url: str) -> str:
+async def stream_leader(url: str, timeout: float = 60) -> str:
+    """The server that leads EVENTS, once there is one: during an election the stream has no
+    leader, or the API answers "temporarily unavailable", for seconds on a loaded machine."""
     nc = await nats.connect(servers=url.split(","))
     try:
-        info = await nc.jetstream(timeout=10).stream_info(EVENTS_STREAM)
-        assert info.cluster is not None
-        assert info.cluster.leader
-        return info.cluster.leader
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                info = await nc.jetstream(timeout=10).stream_info(EVENTS_STREAM)
+            except (NatsTimeoutError, APIError):
+                info = None
+            if info is not None and info.cluster is not None and info.cluster.leader:
+                return info.cluster.leader
+            assert time.monotonic() < deadline, f"EVENTS has no leader after {timeout} s"
+            await asyncio.sleep(0.2)
     finally:
         await nc.close()
 
@@ -126,7 +150,7 @@ async def live(
         yield messages
 
 
-async def read_until(messages: AsyncIterator[SseMessage], last_id: str, timeout: float = 30) -> list[str]:
+async def read_until(messages: AsyncIterator[SseMessage], last_id: str, timeout: float = 120) -> list[str]:
     """Event ids received until `last_id` (control events skipped)."""
     ids: list[str] = []
     deadline = time.monotonic() + timeout

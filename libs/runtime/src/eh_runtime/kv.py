@@ -78,7 +78,13 @@ async def read_current_values(
         info = await subscription.consumer_info()
         consumer = info.name
         entries: list[KeyEntry] = []
-        if not info.num_pending and not subscription.delivered:
+        # Empty only if the consumer has neither anything pending nor anything already sent. The
+        # server counts a message as delivered when it queues it for sending, and may answer this
+        # info request before that message reaches us: `subscription.delivered` (what arrived)
+        # was 0 then, and a loaded machine listed no resources at all (nats.go's KV watcher makes
+        # the same test: NumPending + Delivered.Consumer).
+        sent = info.delivered.consumer_seq if info.delivered is not None else 0
+        if not info.num_pending and not sent and not subscription.delivered:
             return entries
         while True:
             msg = await subscription.next_msg(timeout)
