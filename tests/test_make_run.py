@@ -178,8 +178,8 @@ def test_under_jwt_make_run_gives_the_host_agent_a_working_token(tmp_path, reque
         operator = {
             "Authorization": f"Bearer {sign_token(SECRET, 'ops', scope_of(subscribe=['*'], admin=True))}"
         }
-        deadline = time.monotonic() + 60
-        with httpx.Client(timeout=10, headers=operator) as client:
+        deadline = time.monotonic() + 180  # the agent starts after the services: slow when loaded
+        with httpx.Client(timeout=30, headers=operator) as client:
             url = f"http://127.0.0.1:{ports['collector']}/api/v1/resources/node"
             while not [r for r in client.get(url).json()["resources"] if r["id"] == "stack-host"]:
                 assert process.poll() is None, log.read_text()

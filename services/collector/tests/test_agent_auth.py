@@ -56,7 +56,8 @@ def write_token(path: Path, token: str) -> None:
     fresh.replace(path)
 
 
-async def wait_for(condition, what: str, timeout: float = 30.0) -> None:
+async def wait_for(condition, what: str, timeout: float = 120.0) -> None:
+    """Until `condition()`; generous, for a loaded machine (the agent is a process of its own)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while not await condition():
         assert asyncio.get_running_loop().time() < deadline, what
