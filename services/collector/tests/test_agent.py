@@ -67,7 +67,7 @@ async def test_python_m_collector_agent_reports_until_sigterm(collector, js):
     }
     process = subprocess.Popen([sys.executable, "-m", "collector", "agent"], env=env)  # noqa: ASYNC220
     try:
-        deadline = asyncio.get_running_loop().time() + 20
+        deadline = asyncio.get_running_loop().time() + 120  # a process of its own: slow to start when loaded
         while sum(e["event"] == "node_metrics" for e in await stored(js)) < 2:
             assert process.poll() is None
             assert asyncio.get_running_loop().time() < deadline, "no metrics from the agent"
