@@ -9,11 +9,12 @@ import stat
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 
-from eh_devtools.stack import AGENT_TOKEN_TTL, sign_agent_token
+from eh_devtools.stack import AGENT_TOKEN_TTL, Stack, sign_agent_token
 from eh_runtime.auth.settings import AuthSettings
 from eh_runtime.auth.token import scope_of, sign_token
 from eh_runtime.auth.tokens import TokenVerifier
@@ -192,3 +193,20 @@ def test_under_jwt_make_run_gives_the_host_agent_a_working_token(tmp_path, reque
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0, log.read_text()
+
+
+def test_the_stack_writes_the_agent_token_file_and_renews_it(tmp_path):
+    environ = {"AUTH_MODE": "jwt", "AUTH_SECRET": SECRET, "AGENT_NODE_ID": "n-1", "DATA_DIR": str(tmp_path)}
+    stack = Stack(environ)
+    token_file = Path(stack.agent_credentials()["AGENT_TOKEN_FILE"])
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    first = token_file.stat().st_ino
+    verifier = TokenVerifier(AuthSettings(mode="jwt", secret=SECRET))
+    assert asyncio.run(verifier.verify(token_file.read_text().strip())).subject == "host-agent:n-1"
+    stack.renew_agent_token()
+    assert token_file.stat().st_ino != first  # replaced whole: the agent never reads half a token
+    assert asyncio.run(verifier.verify(token_file.read_text().strip())).subject == "host-agent:n-1"
+    assert list(token_file.parent.iterdir()) == [token_file]
+    # Nothing to sign: auth off, or a token of the operator's own.
+    assert Stack(environ | {"AUTH_MODE": "none"}).agent_credentials() == {}
+    assert Stack(environ | {"AGENT_TOKEN_FILE": "/run/secrets/agent"}).agent_credentials() == {}
