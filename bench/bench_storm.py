@@ -1,20 +1,24 @@
 """Reconnection storm (issue 15): 10,000 clients come back within one second, 5 s behind, at 1,000
 events/s; the edge with its window of recent events against the same edge with the window off.
 
-Processes: nats-server, the edge (`python -m sse_edge`), the publisher (bench/nats_load.py, ~300-byte
-node_metrics over 100 resources) and storm clients (this file, `--client`), several processes of
-raw-socket connections. Each client resumes `resource_id=node-<i % 100>` with a Last-Event-ID
-5,000 events (5 s) behind the stream's end when the storm starts; connections open evenly spread
-over one second. Figures per run:
+Processes: nats-server, the edge (`python -m sse_edge`; `--edges N` starts N replicas, each on its
+own port with its own live feed and window, on the same NATS, as several pods behind one Service),
+the publisher (bench/nats_load.py, ~300-byte node_metrics over 100 resources) and storm clients
+(this file, `--client`), several processes of raw-socket connections. Client i resumes
+`resource_id=node-<i % 100>` on edge `i % N` (round robin, as a load balancer spreads new
+connections) with a Last-Event-ID 5,000 events (5 s) behind the stream's end when the storm
+starts; connections open evenly spread over one second. Figures per run, summed over the edges:
 
 - time from the storm's start until every client has its `stream.caught_up` (p50, p99, max, all);
-- JetStream consumers: the most seen at once during the storm (polled), and the edge's own count
+- JetStream consumers: the most seen at once during the storm (polled), and the edges' own count
   of resumes by source (`eventhandler_edge_resumes_total{source="memory"|"jetstream"}`);
-- edge CPU seconds over the storm, and whether the live feed kept its connection (the edge's
-  NATS disconnect counter).
+- CPU seconds over the storm of every process (each edge, nats-server, the publisher, the storm
+  clients) and the machine's busy share: on a small machine they all share the cores;
+- whether the live feeds kept their connections (the edges' NATS disconnect counters).
 
     flock /tmp/bench.lock .venv/bin/python bench/bench_storm.py
     flock /tmp/bench.lock .venv/bin/python bench/bench_storm.py --clients 2000 --windows on
+    flock /tmp/bench.lock .venv/bin/python bench/bench_storm.py --windows on --edges 2
 """
 
 import argparse
@@ -43,6 +47,8 @@ from bench_fanout import (
     child_setup,
     cpu_seconds,
     free_port,
+    machine_busy_share,
+    machine_ticks,
     provision,
     read_json,
     tell,
@@ -84,13 +90,14 @@ class StormConnection(asyncio.Protocol):
 
 
 async def storm_client(spec: dict[str, Any]) -> None:
+    cpu_started = time.process_time()  # after the interpreter's start and imports: the storm's own CPU
     loop = asyncio.get_running_loop()
-    count = len(spec["paths"])
+    count = len(spec["targets"])
     start = time.monotonic() + max(0.0, spec["start_at"] - time.time())  # the storm's start
     connections = []
     futures: list[asyncio.Future[float]] = []
 
-    async def open_one(i: int, path: str) -> None:
+    async def open_one(i: int, port: int, path: str) -> None:
         await asyncio.sleep(max(0.0, start + spec["spread"] * i / count - time.monotonic()))
         request = (
             f"GET {path} HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n"
@@ -100,13 +107,13 @@ async def storm_client(spec: dict[str, Any]) -> None:
         futures.append(done)
         try:
             transport, _ = await loop.create_connection(
-                lambda: StormConnection(request, start, done), spec["host"], spec["port"]
+                lambda: StormConnection(request, start, done), spec["host"], port
             )
             connections.append(transport)
         except OSError as error:
             done.set_exception(error)
 
-    await asyncio.gather(*(open_one(i, path) for i, path in enumerate(spec["paths"])))
+    await asyncio.gather(*(open_one(i, port, path) for i, (port, path) in enumerate(spec["targets"])))
     times: list[float] = []
     errors: dict[str, int] = {}
     # One deadline for all: waiting `timeout` for each in turn would add up.
@@ -121,7 +128,8 @@ async def storm_client(spec: dict[str, Any]) -> None:
         else:
             kind = type(error).__name__ + (f": {error}" if str(error) else "")
             errors[kind[:60]] = errors.get(kind[:60], 0) + 1
-    sys.stdout.write(json.dumps({"times": times, "errors": errors}) + "\n")
+    cpu = time.process_time() - cpu_started
+    sys.stdout.write(json.dumps({"times": times, "errors": errors, "cpu_s": cpu}) + "\n")
     sys.stdout.flush()
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)  # hold until told
     for transport in connections:
@@ -139,6 +147,15 @@ def metric(port: int, name: str) -> dict[str, float]:
             body += chunk
     found = re.findall(rb"^" + name.encode() + rb"(\{[^}]*\})? ([0-9.e+]+)$", body, re.MULTILINE)
     return {labels.decode(): float(value) for labels, value in found}
+
+
+def metric_summed(ports: list[int], name: str) -> dict[str, float]:
+    """One metric of every edge, each label set summed over the edges."""
+    total: dict[str, float] = {}
+    for port in ports:
+        for labels, value in metric(port, name).items():
+            total[labels] = total.get(labels, 0.0) + value
+    return total
 
 
 async def stream_state(url: str) -> tuple[int, int]:
@@ -159,7 +176,7 @@ async def watch_consumers(url: str, stop: asyncio.Event, seen: list[int]) -> Non
 
 
 @contextlib.contextmanager
-def edge_server(run: Run, extra_env: dict[str, str]) -> Iterator[Server]:
+def edge_server(run: Run, extra_env: dict[str, str], name: str = "edge") -> Iterator[Server]:
     """The edge with its output in a file: a pipe nobody reads would stop it once its logs fill it."""
     port = free_port()
     env = {
@@ -172,14 +189,14 @@ def edge_server(run: Run, extra_env: dict[str, str]) -> Iterator[Server]:
         **run.edge_env,
         **extra_env,
     }
-    with (run.workdir / "edge.log").open("ab") as log:
+    with (run.workdir / f"{name}.log").open("ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "sse_edge"], env=env, stdout=log, stderr=log, preexec_fn=child_setup
         )
     run.children.processes.append(process)
     try:
         wait_ready(port, process, "edge")
-        yield Server("edge", process, port)
+        yield Server(name, process, port)
     finally:
         run.children.stop(process)
 
@@ -196,24 +213,33 @@ def storm(
     processes: int,
     behind: int,
     rate: float,
+    edges: int = 1,
+    nats_pid: int | None = None,
     profile: Path | None = None,
 ) -> dict[str, Any]:
     env = {"SSE_EDGE_RECENT_EVENTS_BYTES": "64MiB" if window == "on" else "0"}
-    with edge_server(run, env) as server, run.publisher(rate):
-        time.sleep(behind / rate + 2)  # the window fills with more than the storm asks for
+    with contextlib.ExitStack() as stack:
+        servers = [stack.enter_context(edge_server(run, env, f"edge-{e}")) for e in range(edges)]
+        ports = [server.port for server in servers]
+        stack.enter_context(run.publisher(rate))
+        publisher_pid = run.infra_pids[-1]
+        time.sleep(behind / rate + 2)  # the windows fill with more than the storm asks for
         last_seq, consumers_before = asyncio.run(stream_state(run.nats_url))
-        resumes_before = metric(server.port, "eventhandler_edge_resumes_total")
-        disconnects_before = metric(server.port, "eventhandler_nats_disconnects_total")
-        writes_before = metric(server.port, "eventhandler_edge_writes_total")
-        created_before = metric(server.port, "eventhandler_edge_history_consumers_total")
+        counters = (
+            "eventhandler_edge_resumes_total",
+            "eventhandler_nats_disconnects_total",
+            "eventhandler_edge_writes_total",
+            "eventhandler_edge_history_consumers_total",
+        )
+        before = {name: metric_summed(ports, name) for name in counters}
         start_at = time.time() + 1.0
-        paths = [f"/api/v1/events?resource_id=node-{i % 100}" for i in range(clients)]
+        # Client i on edge i % edges: a load balancer's round robin over the replicas.
+        targets = [(ports[i % edges], f"/api/v1/events?resource_id=node-{i % 100}") for i in range(clients)]
         loads = []
         for p in range(processes):
             spec = {
                 "host": "127.0.0.1",
-                "port": server.port,
-                "paths": paths[p::processes],
+                "targets": targets[p::processes],
                 "last_event_id": max(0, last_seq - behind),
                 "start_at": start_at,
                 "spread": 1.0,
@@ -230,25 +256,35 @@ def storm(
             await watcher
             return results
 
-        profiler = None
+        profilers = []
         if profile is not None:
             profile.mkdir(parents=True, exist_ok=True)
-            profiler = subprocess.Popen(
-                [
-                    str(Path(sys.executable).parent / "py-spy"),
-                    *("record", "--pid", str(server.process.pid), "--rate", "100", "--nonblocking"),
-                    *("--format", "raw", "-o", str(profile / f"storm-{window}.txt")),
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                preexec_fn=child_setup,
-            )
-        cpu_before = cpu_seconds(server.process.pid)
+            for server in servers:
+                profilers.append(
+                    subprocess.Popen(
+                        [
+                            str(Path(sys.executable).parent / "py-spy"),
+                            *("record", "--pid", str(server.process.pid), "--rate", "100", "--nonblocking"),
+                            *("--format", "raw", "-o", str(profile / f"storm-{window}-{server.kind}.txt")),
+                        ],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                        preexec_fn=child_setup,
+                    )
+                )
+        # Every process on the machine's cores, for where the CPU went.
+        pids = {server.kind: server.process.pid for server in servers}
+        pids["publisher"] = publisher_pid
+        if nats_pid is not None:
+            pids["nats-server"] = nats_pid
+        cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        ticks_before = machine_ticks()
         wall_before = time.monotonic()
         results = asyncio.run(watch_while_waiting())
-        cpu = cpu_seconds(server.process.pid) - cpu_before
+        cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
+        busy = machine_busy_share(ticks_before, machine_ticks())
         wall = time.monotonic() - wall_before
-        if profiler is not None:
+        for profiler in profilers:
             profiler.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
             profiler.wait(30)
         # The clients go before the metrics are read: an edge writing to 10,000 live streams may
@@ -256,17 +292,20 @@ def storm(
         for load in loads:
             tell(load, "stop")
             run.children.stop(load)
-        resumes_after = metric(server.port, "eventhandler_edge_resumes_total")
-        disconnects_after = metric(server.port, "eventhandler_nats_disconnects_total")
-        writes_after = metric(server.port, "eventhandler_edge_writes_total")
-        created_after = metric(server.port, "eventhandler_edge_history_consumers_total")
+        after = {name: metric_summed(ports, name) for name in counters}
+
+    def grown(name: str) -> dict[str, float]:
+        return {key: value - before[name].get(key, 0) for key, value in after[name].items()}
+
     times = [t for result in results for t in result["times"]]
     errors: dict[str, int] = {}
     for result in results:
         for kind, count in result["errors"].items():
             errors[kind] = errors.get(kind, 0) + count
+    edge_cpu = [cpu[server.kind] for server in servers]
     return {
         "window": window,
+        "edges": edges,
         "clients": clients,
         "behind_events": behind,
         "caught_up": len(times),
@@ -275,15 +314,20 @@ def storm(
         "p99_s": percentile(times, 0.99),
         "all_live_s": max(times) if len(times) == clients else None,
         "consumers_max_during_storm": max(seen, default=0) - consumers_before,
-        "resumes": {key: resumes_after.get(key, 0) - resumes_before.get(key, 0) for key in resumes_after},
-        "consumers_created": {
-            key: created_after.get(key, 0) - created_before.get(key, 0) for key in created_after
-        },
-        "nats_disconnects": sum(disconnects_after.values()) - sum(disconnects_before.values()),
-        "edge_cpu_s": cpu,
+        "resumes": grown("eventhandler_edge_resumes_total"),
+        "consumers_created": grown("eventhandler_edge_history_consumers_total"),
+        "nats_disconnects": sum(grown("eventhandler_nats_disconnects_total").values()),
+        "edge_cpu_s": sum(edge_cpu),
         "storm_wall_s": wall,
         # Every write to a client (the storm's and the live events' after it): what the CPU went to.
-        "edge_writes": sum(writes_after.values()) - sum(writes_before.values()),
+        "edge_writes": sum(grown("eventhandler_edge_writes_total").values()),
+        "cpu_s": {
+            "edges": [round(seconds, 1) for seconds in edge_cpu],
+            "nats_server": round(cpu.get("nats-server", float("nan")), 1),
+            "publisher": round(cpu["publisher"], 1),
+            "storm_clients": round(sum(result["cpu_s"] for result in results), 1),
+            "machine_busy_share": round(busy, 2),
+        },
     }
 
 
@@ -299,6 +343,13 @@ def main() -> None:
     parser.add_argument("--behind", type=int, default=5000, help="events behind the stream's end")
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--windows", default="on,off")
+    parser.add_argument(
+        "--edges",
+        type=int,
+        default=1,
+        help="edge replicas on the same NATS, each its own port, live feed and window; "
+        "client i connects to edge i %% N",
+    )
     parser.add_argument("--json", type=Path)
     parser.add_argument(
         "--profile",
@@ -307,6 +358,8 @@ def main() -> None:
         "the profiler takes CPU from the same cores, so read such a run's figures as a profile only",
     )
     args = parser.parse_args()
+    if args.edges < 1:
+        parser.error("--edges: at least 1")
     print(f"machine: {os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f}", flush=True)
     children = Children()
     rows = []
@@ -324,7 +377,17 @@ def main() -> None:
                 },
             )
             for window in args.windows.split(","):
-                row = storm(run, window, args.clients, args.processes, args.behind, args.rate, args.profile)
+                row = storm(
+                    run,
+                    window,
+                    args.clients,
+                    args.processes,
+                    args.behind,
+                    args.rate,
+                    edges=args.edges,
+                    nats_pid=nats_server.process.pid if nats_server.process is not None else None,
+                    profile=args.profile,
+                )
                 rows.append(row)
                 print("  " + json.dumps(row), flush=True)
     finally:
