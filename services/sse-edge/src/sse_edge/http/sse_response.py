@@ -209,10 +209,7 @@ class SseResponse(Response):
         if self._compressor is not None:
             # Flushed after every write: compression must never hold an event back.
             chunk = self._compressor.encode(chunk, final=final)
-        transport = self._transport
-        if transport is not None and transport.write_chunk(chunk):
-            WRITES.direct += 1
-            client.end_write(time.monotonic())
+        if self._write_direct(chunk, time.monotonic()):
             return
         # Data is waiting in the transport: uvicorn's send waits for it to drain, and the sweeper
         # sees how long that takes.
@@ -241,16 +238,23 @@ class SseResponse(Response):
         transport = self._transport
         if transport is None or self.pace is not None or not transport.writable():
             return False
-        client = self.client
-        chunk, count, oldest = client.take()
+        chunk, count, oldest = self.client.take()
         if chunk:
             WRITES.record(len(chunk), count, oldest)
             if self._compressor is not None:
                 chunk = self._compressor.encode(chunk)
-            transport.write_chunk(chunk)  # writable: nothing waits in the transport, it writes
-            WRITES.direct += 1
+            self._write_direct(chunk, now)  # writable: nothing waits in the transport, it writes
             WRITES.from_fanout += 1
-            client.end_write(now)
+        return True
+
+    def _write_direct(self, chunk: bytes, now: float) -> bool:
+        """`chunk` (encoded already) straight to uvicorn's transport, if the socket has taken
+        everything so far; False when it must go through ASGI `send` and wait."""
+        transport = self._transport
+        if transport is None or not transport.write_chunk(chunk):
+            return False
+        WRITES.direct += 1
+        self.client.end_write(now)
         return True
 
     async def _run_replay(self, replay: Replay) -> None:
