@@ -200,9 +200,7 @@ class Replay:
         A read that fails on passing NATS trouble (`_PASSING`) is tried again after a pause, from the
         event after the last one queued, for up to `retry_for`: the stream stays open and exact.
         """
-        loop = asyncio.get_running_loop()
-        deadline = 0.0
-        pause = _FIRST_PAUSE
+        patience = _NatsPatience(self.retry_for)
         progress: int | None = None
         while True:
             try:
@@ -210,33 +208,24 @@ class Replay:
                 await self._deliver(client, read)
                 return self._last_queued
             except _PASSING as error:
-                if not deadline or self._last_queued != progress:  # trouble anew: a fresh allowance
-                    deadline, pause, progress = loop.time() + self.retry_for, _FIRST_PAUSE, self._last_queued
-                if loop.time() + pause > deadline:
-                    raise
-                REPLAY_RETRIES.inc()
+                if self._last_queued != progress:  # trouble anew after progress: a fresh allowance
+                    patience.renew()
+                    progress = self._last_queued
                 if self._last_queued is not None:
                     start = self._last_queued + 1
-                log.info("replay waits for NATS, then goes on", next_seq=start, error=repr(error))
-                await asyncio.sleep(pause * (0.5 + random.random()))  # noqa: S311 - jitter
-                pause = min(pause * 2, _LONGEST_PAUSE)
+                if not await patience.wait(error, "replay waits for NATS, then goes on", next_seq=start):
+                    raise
 
     async def _first_seq(self) -> int:
         """The stream's first sequence, asked of JetStream inside the open stream: NATS trouble
         (`_PASSING`, a storm's timeouts) is waited out for up to `retry_for`, not a 503."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.retry_for
-        pause = _FIRST_PAUSE
+        patience = _NatsPatience(self.retry_for)
         while True:
             try:
                 first_seq = (await self.history.bounds()).first_seq
             except _PASSING as error:
-                if loop.time() + pause > deadline:
+                if not await patience.wait(error, "replay waits for NATS to read the stream's bounds"):
                     raise
-                REPLAY_RETRIES.inc()
-                log.info("replay waits for NATS to read the stream's bounds", error=repr(error))
-                await asyncio.sleep(pause * (0.5 + random.random()))  # noqa: S311 - jitter
-                pause = min(pause * 2, _LONGEST_PAUSE)
             else:
                 self._first_seq_known = True
                 return first_seq
@@ -289,3 +278,34 @@ class Replay:
 
     def _end_frame(self, reason: str, last_seq: int | None) -> bytes:
         return control_frame("stream.end", {"reason": reason, "last_seq": last_seq})
+
+
+class _NatsPatience:
+    """How a replay waits out passing NATS trouble (`_PASSING`): pauses that double from
+    `_FIRST_PAUSE` up to `_LONGEST_PAUSE`, jittered, for up to `seconds` from the first trouble
+    (or from `renew`)."""
+
+    __slots__ = ("_deadline", "_pause", "_seconds")
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+        self._deadline = 0.0  # set at the first trouble
+        self._pause = _FIRST_PAUSE
+
+    def renew(self) -> None:
+        """The replay made progress since the last trouble: the next one gets a fresh allowance."""
+        self._deadline = 0.0
+
+    async def wait(self, error: BaseException, message: str, **fields: object) -> bool:
+        """Pause before the next try; False, without pausing, when the allowance is spent (the
+        caller raises `error`)."""
+        loop = asyncio.get_running_loop()
+        if not self._deadline:
+            self._deadline, self._pause = loop.time() + self._seconds, _FIRST_PAUSE
+        if loop.time() + self._pause > self._deadline:
+            return False
+        REPLAY_RETRIES.inc()
+        log.info(message, error=repr(error), **fields)
+        await asyncio.sleep(self._pause * (0.5 + random.random()))  # noqa: S311 - jitter
+        self._pause = min(self._pause * 2, _LONGEST_PAUSE)
+        return True
