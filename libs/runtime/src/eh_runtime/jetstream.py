@@ -43,6 +43,12 @@ ACK_STORED_NS: Final = 3
 ACK_PENDING: Final = 4
 
 _ACK_PREFIX: Final = "$JS.ACK."
+# The layout above as one table: an ack reply's token count -> the indexes, in `reply.split(".")`,
+# of its stream sequence, stored time and pending count.
+_POSITIONS: Final = {
+    count: (seq_at, seq_at + ACK_STORED_NS - ACK_STREAM_SEQ, seq_at + ACK_PENDING - ACK_STREAM_SEQ)
+    for count, seq_at in ((9, 5), (11, 7), (12, 7))
+}
 
 
 def ack_reply_splits(reply: str) -> int:
@@ -53,29 +59,28 @@ def ack_reply_splits(reply: str) -> int:
     Raises:
         ValueError: `reply` is not a JetStream ack reply subject.
     """
-    dots = reply.count(".")
-    if not reply.startswith(_ACK_PREFIX) or dots not in (8, 10, 11):
+    count = reply.count(".") + 1
+    positions = _POSITIONS.get(count)
+    if positions is None or not reply.startswith(_ACK_PREFIX):
         raise ValueError(f"not a JetStream ack reply subject: {reply!r}")
-    return 4 if dots == 8 else dots - 6
+    return count - positions[0]
 
 
 def delivery_position(reply: str) -> tuple[int, int, int]:
     """(stream sequence, stored at in epoch nanoseconds, pending count) from an ack reply subject.
 
-    Once per event on the live feed: one split, the format told by the token count (v1: 9 tokens,
-    stream sequence at 5; v2: 11 or 12, at 7), 0.55 µs against 0.73 µs for the two calls of
-    `ack_reply_splits` and `rsplit`.
+    Once per event on the live feed: one split, the format told by the token count
+    (`_POSITIONS`), instead of the two calls of `ack_reply_splits` and `rsplit`.
 
     Raises:
         ValueError: `reply` is not a JetStream ack reply subject.
     """
     tokens = reply.split(".")
-    count = len(tokens)
-    if count == 9 and tokens[0] == "$JS" and tokens[1] == "ACK":
-        return int(tokens[5]), int(tokens[7]), int(tokens[8])
-    if (count == 11 or count == 12) and tokens[0] == "$JS" and tokens[1] == "ACK":
-        return int(tokens[7]), int(tokens[9]), int(tokens[10])
-    raise ValueError(f"not a JetStream ack reply subject: {reply!r}")
+    positions = _POSITIONS.get(len(tokens))
+    if positions is None or tokens[0] != "$JS" or tokens[1] != "ACK":
+        raise ValueError(f"not a JetStream ack reply subject: {reply!r}")
+    seq_at, stored_at, pending_at = positions
+    return int(tokens[seq_at]), int(tokens[stored_at]), int(tokens[pending_at])
 
 
 def stream_sequence(reply: str) -> int:
