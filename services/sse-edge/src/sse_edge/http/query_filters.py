@@ -34,22 +34,21 @@ def _comma_separated(value: str) -> str:
 
 TYPE_VALUES_PATTERN: Final = _comma_separated("|".join(t.value for t in EventType))
 RESOURCE_ID_VALUES_PATTERN: Final = _comma_separated(f"[A-Za-z0-9_:-]{{1,{RESOURCE_ID_MAX_LENGTH}}}")
-SEVERAL_VALUES: Final = "Repeated or comma-separated. None: all."
+_SEVERAL: Final = "Repeated or comma-separated. None: all."
 
-TypeFilter = Annotated[
-    list[str],
-    Query(
-        description=f"Event types. {SEVERAL_VALUES}",
-        json_schema_extra={"items": {"type": "string", "pattern": TYPE_VALUES_PATTERN}},
-    ),
-]
-ResourceFilter = Annotated[
-    list[str],
-    Query(
-        description=f"Resource ids: letters, digits, '_', '-', ':' (1 to 128 each). {SEVERAL_VALUES}",
-        json_schema_extra={"items": {"type": "string", "pattern": RESOURCE_ID_VALUES_PATTERN}},
-    ),
-]
+# How the two parameters are documented, for FastAPI's `Query` here and pydantic's `Field` in the
+# event stream's parameter model (`stream_parameters`): written once for both endpoints.
+TYPE_PARAMETER_DOC: Final[dict[str, Any]] = {
+    "description": f"Event types. {_SEVERAL}",
+    "json_schema_extra": {"items": {"type": "string", "pattern": TYPE_VALUES_PATTERN}},
+}
+RESOURCE_ID_PARAMETER_DOC: Final[dict[str, Any]] = {
+    "description": f"Resource ids: letters, digits, '_', '-', ':' (1 to 128 each). {_SEVERAL}",
+    "json_schema_extra": {"items": {"type": "string", "pattern": RESOURCE_ID_VALUES_PATTERN}},
+}
+
+TypeFilter = Annotated[list[str], Query(**TYPE_PARAMETER_DOC)]
+ResourceFilter = Annotated[list[str], Query(**RESOURCE_ID_PARAMETER_DOC)]
 
 
 def split_values(raw: Iterable[str]) -> list[str]:

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sse_edge.http.event_query import EVENT_ID_TEXT_PATTERN, MAX_REPLAY_LIMIT
 from sse_edge.http.filter_expression import FILTER_DESCRIPTION
-from sse_edge.http.query_filters import RESOURCE_ID_VALUES_PATTERN, SEVERAL_VALUES, TYPE_VALUES_PATTERN
+from sse_edge.http.query_filters import RESOURCE_ID_PARAMETER_DOC, TYPE_PARAMETER_DOC
 
 LAST_EVENT_ID_HEADER: Final = "Last-Event-ID"
 
@@ -32,20 +32,8 @@ class StreamParameters(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    type: Annotated[
-        list[str],
-        Field(
-            description=f"Event types. {SEVERAL_VALUES}",
-            json_schema_extra={"items": {"type": "string", "pattern": TYPE_VALUES_PATTERN}},
-        ),
-    ] = []
-    resource_id: Annotated[
-        list[str],
-        Field(
-            description=f"Resource ids: letters, digits, '_', '-', ':' (1 to 128 each). {SEVERAL_VALUES}",
-            json_schema_extra={"items": {"type": "string", "pattern": RESOURCE_ID_VALUES_PATTERN}},
-        ),
-    ] = []
+    type: Annotated[list[str], Field(**TYPE_PARAMETER_DOC)] = []
+    resource_id: Annotated[list[str], Field(**RESOURCE_ID_PARAMETER_DOC)] = []
     start_time: Annotated[
         str | None,
         Field(description="RFC 3339; replay events whose own timestamp is at or after it, then live."),
