@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from eh_devtools.secret_files import write_secret_file
+
 EVENTS: Final = "EVENTS"
 COLLECTOR_BUCKETS: Final = ("resource_states", "node_heartbeats")
 EVALUATOR_BUCKET: Final = "ALERT_EVALUATOR"
@@ -153,9 +155,7 @@ class Credentials:
         for name in missing:
             stored[name] = secrets.token_urlsafe(24)
         if missing or not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.touch(mode=0o600)
-            path.write_text(json.dumps(stored, indent=2), encoding="utf-8")
+            write_secret_file(path, json.dumps(stored, indent=2))
         return cls(stored)
 
     def url(self, server_url: str, name: str) -> str:

@@ -26,6 +26,7 @@ import httpx
 
 from eh_devtools.nats_server import NatsServer, die_with_parent
 from eh_devtools.provisioning import provision_all
+from eh_devtools.secret_files import write_secret_file
 from eh_runtime.auth.token import sign_token
 from eh_runtime.host_agent import DEFAULT_DOCKER_SOCKET, default_node_id, host_agent_scope
 from eh_runtime.settings import StreamSettings
@@ -200,13 +201,7 @@ class Stack:
     def renew_agent_token(self) -> None:
         """Write a fresh token, whole (a new file renamed over the old one), readable by us only."""
         assert self.agent_token_file is not None
-        self.agent_token_file.parent.mkdir(parents=True, exist_ok=True)
-        fresh = self.agent_token_file.with_name(f"{self.agent_token_file.name}.new")
-        fresh.unlink(missing_ok=True)
-        descriptor = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-            file.write(sign_agent_token(self.environ) + "\n")
-        fresh.replace(self.agent_token_file)
+        write_secret_file(self.agent_token_file, sign_agent_token(self.environ) + "\n")
         self._agent_token_renewal = time.monotonic() + AGENT_TOKEN_TTL.total_seconds() / 2
 
     def url_of(self, spec: ServiceSpec) -> str:
