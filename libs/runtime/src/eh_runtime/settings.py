@@ -40,6 +40,26 @@ __all__ = [
 ]
 
 
+def secret_file_checked(path: str | None, *, inline_given: bool, name: str) -> str | None:
+    """`path` of a `<name>_FILE` setting, checked at start so that a missing, unreadable or empty
+    file stops the process there, naming the variable; also refused beside `<name>` itself.
+
+    Raises:
+        ValueError: one of those (pydantic reports it under the variable's name).
+    """
+    if path is None:
+        return None
+    if inline_given:
+        raise ValueError(f"set {name} or {name}_FILE, not both")
+    try:
+        secret = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as error:
+        raise ValueError(f"cannot be read: {error.strerror}") from None
+    if not secret:
+        raise ValueError("the file is empty")
+    return path
+
+
 class NatsSettings(BaseSettings):
     """How to reach NATS. `NATS_URL` is the variable the NATS tools already use."""
 
@@ -90,18 +110,9 @@ class NatsSettings(BaseSettings):
     @field_validator("password_file")
     @classmethod
     def _password_file_readable(cls, path: str | None, info: ValidationInfo) -> str | None:
-        """A missing, unreadable or empty file stops the service at start, naming the variable."""
-        if path is None:
-            return None
-        if info.data.get("password") is not None:
-            raise ValueError("set NATS_PASSWORD or NATS_PASSWORD_FILE, not both")
-        try:
-            password = Path(path).read_text(encoding="utf-8").strip()
-        except OSError as error:
-            raise ValueError(f"cannot be read: {error.strerror}") from None
-        if not password:
-            raise ValueError("the file is empty")
-        return path
+        return secret_file_checked(
+            path, inline_given=info.data.get("password") is not None, name="NATS_PASSWORD"
+        )
 
     @model_validator(mode="after")
     def _password_from_file(self) -> Self:

@@ -1,11 +1,10 @@
 from datetime import timedelta
-from pathlib import Path
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from eh_runtime.host_agent import DEFAULT_DOCKER_SOCKET, default_node_id
-from eh_runtime.settings import Duration, LoggingSettings
+from eh_runtime.settings import Duration, LoggingSettings, secret_file_checked
 
 __all__ = ["AgentSettings", "default_node_id"]
 
@@ -45,15 +44,4 @@ class AgentSettings(BaseSettings):
     @field_validator("token_file")
     @classmethod
     def _token_file_readable(cls, path: str | None, info: ValidationInfo) -> str | None:
-        """A missing, unreadable or empty file stops the agent at start, naming the variable."""
-        if path is None:
-            return None
-        if info.data.get("token") is not None:
-            raise ValueError("set AGENT_TOKEN or AGENT_TOKEN_FILE, not both")
-        try:
-            token = Path(path).read_text(encoding="utf-8").strip()
-        except OSError as error:
-            raise ValueError(f"cannot be read: {error.strerror}") from None
-        if not token:
-            raise ValueError("the file is empty")
-        return path
+        return secret_file_checked(path, inline_given=info.data.get("token") is not None, name="AGENT_TOKEN")
